@@ -1,0 +1,51 @@
+"""Exception hierarchy. Every error the library raises on purpose is a RerankerError."""
+
+from __future__ import annotations
+
+
+class RerankerError(Exception):
+    """Base class of every error raised by reranker on purpose."""
+
+
+class DataError(RerankerError, ValueError):
+    """Bad input data. The message names the file, the line (text files) or row, and the column."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        row: int | None = None,
+        line: int | None = None,
+        column: str | None = None,
+    ) -> None:
+        self.path = path
+        self.row = row
+        self.line = line
+        self.column = column
+        where = []
+        if path is not None:
+            where.append(str(path))
+        if line is not None:
+            where.append(f"line {line}")
+        if row is not None:
+            where.append(f"row {row}")
+        if column is not None:
+            where.append(f"column {column!r}")
+        prefix = ", ".join(where)
+        super().__init__(f"{prefix}: {message}" if prefix else message)
+
+
+class ConfigError(RerankerError, ValueError):
+    """A configuration value or file is invalid (the message names the field path)."""
+
+
+class ModelError(RerankerError):
+    """A model cannot be resolved, loaded or run (the message says what to install or fix)."""
+
+
+class PromptError(RerankerError):
+    """A prompt template is missing, malformed or rendered with bad variables."""
+
+
+__all__ = ["RerankerError", "DataError", "ConfigError", "ModelError", "PromptError"]
