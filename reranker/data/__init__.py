@@ -1,1 +1,10 @@
-"""data."""
+"""Data layer: Dataset, loaders, splits and the generated demo world."""
+
+from .dataset import Dataset, LoadReport
+from .loaders import FORMATS, load
+from .splits import LeaveOneOutSplit, cap_history, leave_one_out, random_split
+
+__all__ = [
+    "Dataset", "LoadReport", "load", "FORMATS",
+    "leave_one_out", "random_split", "cap_history", "LeaveOneOutSplit",
+]

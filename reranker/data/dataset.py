@@ -135,6 +135,10 @@ def _to_unix_seconds(s: pd.Series, src: Source, column: str, what: str) -> pd.Se
     return (parsed.astype("datetime64[ns, UTC]").astype(np.int64) / 1e9).astype(np.float64)
 
 
+def _missing(x: Any) -> bool:
+    return x is None or (isinstance(x, float) and np.isnan(x)) or x is pd.NA
+
+
 def validate_items(items: pd.DataFrame, src: Source | None = None) -> pd.DataFrame:
     """Return a canonical copy of the catalog frame, or raise DataError."""
     src = src or Source(first_line=None)
@@ -163,11 +167,10 @@ def validate_items(items: pd.DataFrame, src: Source | None = None) -> pd.DataFra
         df.loc[empty, "title"] = df.loc[empty, "item_id"]
     df["text"] = df["text"].fillna("").astype(str) if "text" in df.columns else ""
     if "category" in df.columns:
-        cat = df["category"].astype(object)
-        df["category"] = cat.where(cat.notna(), None)
-        df["category"] = df["category"].map(lambda x: None if x is None or str(x) == "" else str(x))
+        values = [None if _missing(x) or str(x).strip() == "" else str(x) for x in df["category"].tolist()]
     else:
-        df["category"] = None
+        values = [None] * len(df)
+    df["category"] = pd.Series(values, index=df.index, dtype=object)
     front = list(ITEM_COLUMNS)
     df = df[front + [c for c in df.columns if c not in front]]
     return df.reset_index(drop=True)
@@ -362,13 +365,13 @@ class Dataset:
         attrs = {
             k: v
             for k, v in d.items()
-            if k not in ITEM_COLUMNS and v is not None and not (isinstance(v, float) and np.isnan(v))
+            if k not in ITEM_COLUMNS and not _missing(v)
         }
         return Item(
             item_id=str(d["item_id"]),
             title=str(d["title"]),
             text=str(d.get("text") or ""),
-            category=d.get("category"),
+            category=None if _missing(d.get("category")) else str(d["category"]),
             attrs=attrs,
         )
 

@@ -1,0 +1,119 @@
+"""The `reranker` command line: a thin layer over the library.
+
+Each command imports what it needs inside its body so `reranker --help` stays fast.
+Usage errors (bad ids, bad values, malformed files) exit with code 2 and a one-line message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Any, NoReturn
+
+import click
+
+from .errors import RerankerError
+
+
+def fail(message: str) -> NoReturn:
+    """Print a clean error to stderr and exit with code 2 (usage / input error)."""
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(2)
+
+
+def emit_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, default=_json_default))
+
+
+def _json_default(x: Any) -> Any:
+    if hasattr(x, "item"):
+        return x.item()
+    if hasattr(x, "tolist"):
+        return x.tolist()
+    return str(x)
+
+
+class _Group(click.Group):
+    """Turns RerankerError (bad input, config, model) into exit code 2 with a clear message."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RerankerError as e:
+            fail(str(e))
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
+@click.version_option(package_name="reranker")
+def main(verbose: int) -> None:
+    """reranker: CF retrieval + local-LLM reranking for e-commerce recommendation."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+# ---------------------------------------------------------------------------- data
+FORMATS = ["csv", "parquet", "jsonl", "movielens", "recbole", "amazon2023"]  # = data.loaders.FORMATS
+
+
+@main.group(cls=_Group)
+def data() -> None:
+    """Inspect and generate datasets."""
+
+
+@data.command("describe")
+@click.argument("path", type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="csv", show_default=True)
+@click.option("--on-unknown-item", type=click.Choice(["error", "drop"]), default="error", show_default=True,
+              help="Interactions whose item has no catalog row: fail, or drop and count them.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def data_describe(path: str, fmt: str, on_unknown_item: str, as_json: bool) -> None:
+    """Users, items, interactions, density, rating scale and time span of a dataset."""
+    from .data.loaders import load
+
+    stats = load(path, format=fmt, on_unknown_item=on_unknown_item).describe()  # type: ignore[arg-type]
+    if as_json:
+        emit_json(stats)
+        return
+    click.echo(f"dataset       {stats['name']}")
+    click.echo(f"users         {stats['users']:,}")
+    click.echo(f"items         {stats['items']:,} ({stats['items_with_interactions']:,} with interactions)")
+    click.echo(f"interactions  {stats['interactions']:,}")
+    click.echo(f"density       {stats['density']:.4%}")
+    ipu = stats["interactions_per_user"]
+    click.echo(f"per user      min {ipu['min']}, median {ipu['median']:g}, max {ipu['max']}")
+    if stats["rating_scale"]:
+        lo, hi = stats["rating_scale"]
+        click.echo(f"ratings       {lo:g} to {hi:g} (mean {stats['mean_rating']:.3f})")
+    else:
+        click.echo("ratings       none (implicit feedback)")
+    ts = stats["time_span"]
+    click.echo(f"time span     {ts['start'][:10]} to {ts['end'][:10]} ({ts['days']:g} days)" if ts else "time span     none")
+    click.echo(f"categories    {stats['categories']}")
+    if stats["dropped_unknown_items"]:
+        click.echo(f"dropped       {stats['dropped_unknown_items']} interactions with unknown items")
+
+
+@data.command("generate")
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--users", "n_users", type=click.IntRange(min=1), default=500, show_default=True)
+@click.option("--items", "n_items", type=click.IntRange(min=8), default=400, show_default=True)
+def data_generate(out_dir: str, seed: int, n_users: int, n_items: int) -> None:
+    """Generate the synthetic demo world (seeded) and write it as CSV files to OUT_DIR."""
+    from .data.synthetic import generate_world
+
+    world = generate_world(seed=seed, n_users=n_users, n_items=n_items)
+    paths = world.to_csv(out_dir)
+    ds = world.dataset
+    click.echo(
+        f"wrote {ds.n_users} users, {ds.n_items} items, {ds.n_interactions} interactions "
+        f"to {out_dir} (seed {seed})"
+    )
+    for p in paths if isinstance(paths, list | tuple) else []:
+        click.echo(f"  {p}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

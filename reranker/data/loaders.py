@@ -1,0 +1,416 @@
+"""Loaders: generic CSV / Parquet / JSONL with a column mapping, MovieLens raw, RecBole atomic,
+Amazon Reviews 2023. Every loader returns a validated `Dataset`; bad input raises `DataError`
+naming the file, the line (or row) and the column.
+
+    >>> from reranker.data import load
+    >>> ds = load("../shared/data/ml-100k", format="recbole")
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError
+from .dataset import Dataset, LoadReport, OnUnknownItem, Source
+
+log = logging.getLogger(__name__)
+
+Format = Literal["csv", "parquet", "jsonl", "movielens", "recbole", "amazon2023"]
+FORMATS: tuple[str, ...] = ("csv", "parquet", "jsonl", "movielens", "recbole", "amazon2023")
+
+_GENERIC_EXT = {"csv": (".csv", ".tsv"), "parquet": (".parquet", ".pq"), "jsonl": (".jsonl", ".json", ".jsonl.gz")}
+_TITLE_ALIASES = ("title", "movie_title", "name", "item_name", "product_title")
+_CATEGORY_ALIASES = ("category", "class", "genre", "genres", "categories", "main_category")
+_TEXT_ALIASES = ("text", "description", "desc", "summary")
+
+
+def load(
+    path: str | Path,
+    format: Format | str = "csv",
+    *,
+    items: str | Path | None = None,
+    columns: Mapping[str, str] | None = None,
+    item_columns: Mapping[str, str] | None = None,
+    on_unknown_item: OnUnknownItem = "error",
+    name: str | None = None,
+) -> Dataset:
+    """Load a dataset.
+
+    Args:
+        path: a folder, or for csv/parquet/jsonl/amazon2023 the interactions (reviews) file.
+        format: one of ``csv, parquet, jsonl, movielens, recbole, amazon2023``.
+        items: the catalog file (csv/parquet/jsonl/amazon2023 meta) when `path` is a file.
+        columns: mapping canonical -> source column for interactions, e.g. ``{"user_id": "uid"}``.
+        item_columns: the same for the catalog.
+        on_unknown_item: ``"error"`` (default) or ``"drop"`` (drop and count interactions whose
+            item has no catalog row; the count is in ``Dataset.report``).
+    """
+    p = Path(path)
+    if not p.exists():
+        raise DataError("no such file or folder", path=str(p))
+    if format in ("csv", "parquet", "jsonl"):
+        return load_table(p, format, items=items, columns=columns, item_columns=item_columns,
+                          on_unknown_item=on_unknown_item, name=name)
+    if format == "movielens":
+        return load_movielens(p, on_unknown_item=on_unknown_item, name=name)
+    if format == "recbole":
+        return load_recbole(p, on_unknown_item=on_unknown_item, name=name)
+    if format == "amazon2023":
+        return load_amazon2023(p, meta=items, on_unknown_item=on_unknown_item, name=name)
+    raise DataError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}", path=str(p))
+
+
+# --------------------------------------------------------------------------- generic tables
+def _find(folder: Path, stem: str, fmt: str) -> Path | None:
+    for ext in _GENERIC_EXT[fmt]:
+        cand = folder / f"{stem}{ext}"
+        if cand.is_file():
+            return cand
+    return None
+
+
+def _read_table(path: Path, fmt: str) -> tuple[pd.DataFrame, Source]:
+    if path.stat().st_size == 0:
+        raise DataError("file is empty", path=str(path))
+    if fmt == "csv":
+        sep = "\t" if path.suffix == ".tsv" else ","
+        try:
+            df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""])
+        except pd.errors.EmptyDataError:
+            raise DataError("file is empty", path=str(path)) from None
+        except pd.errors.ParserError as e:
+            raise DataError(f"malformed CSV: {e}", path=str(path)) from None
+        return _restore_numbers(df), Source(str(path), first_line=2)
+    if fmt == "parquet":
+        try:
+            df = pd.read_parquet(path)
+        except Exception as e:  # pyarrow raises several types
+            raise DataError(f"cannot read Parquet: {e}", path=str(path)) from None
+        return df, Source(str(path), first_line=None)
+    if fmt == "jsonl":
+        return _read_jsonl(path)
+    raise ValueError(fmt)
+
+
+def _restore_numbers(df: pd.DataFrame) -> pd.DataFrame:
+    """CSV columns are read as strings (ids stay exact); non-id columns that are fully numeric
+    become numbers, the rest stay strings. Ratings/timestamps are converted during validation."""
+    for c in df.columns:
+        if c in ("user_id", "item_id", "rating", "timestamp"):
+            continue
+        num = pd.to_numeric(df[c], errors="coerce")
+        if num.notna().sum() == df[c].notna().sum() and df[c].notna().any():
+            df[c] = num
+    return df
+
+
+def _read_jsonl(path: Path) -> tuple[pd.DataFrame, Source]:
+    import gzip
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    records: list[dict[str, Any]] = []
+    lines: list[int] = []
+    with opener(path, "rt", encoding="utf-8") as f:  # type: ignore[operator]
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"invalid JSON: {e.msg}", path=str(path), line=lineno) from None
+            if not isinstance(rec, dict):
+                raise DataError("each line must be a JSON object", path=str(path), line=lineno)
+            records.append(rec)
+            lines.append(lineno)
+    if not records:
+        raise DataError("file is empty", path=str(path))
+    df = pd.DataFrame.from_records(records)
+    # map row positions back to file lines (blank lines skipped)
+    return df, Source(str(path), first_line=1, positions=np.asarray(lines) - 1)
+
+
+def _rename(df: pd.DataFrame, mapping: Mapping[str, str] | None, src: Source) -> pd.DataFrame:
+    if not mapping:
+        return df
+    missing = [v for v in mapping.values() if v not in df.columns]
+    if missing:
+        raise DataError(
+            f"column mapping names column(s) {missing} not in the file; found {list(df.columns)}",
+            path=src.path,
+            column=missing[0],
+        )
+    return df.rename(columns={v: k for k, v in mapping.items()})
+
+
+def _alias(df: pd.DataFrame, target: str, aliases: tuple[str, ...]) -> pd.DataFrame:
+    if target in df.columns:
+        return df
+    for a in aliases:
+        if a in df.columns:
+            return df.rename(columns={a: target})
+    return df
+
+
+def load_table(
+    path: Path,
+    fmt: str,
+    *,
+    items: str | Path | None = None,
+    columns: Mapping[str, str] | None = None,
+    item_columns: Mapping[str, str] | None = None,
+    on_unknown_item: OnUnknownItem = "error",
+    name: str | None = None,
+) -> Dataset:
+    """Generic CSV / Parquet / JSONL: a folder holding ``interactions.<ext>`` (+ optional
+    ``items.<ext>``), or an interactions file plus an optional `items` file."""
+    if path.is_dir():
+        inter_path = _find(path, "interactions", fmt)
+        if inter_path is None:
+            raise DataError(
+                f"folder has no interactions{_GENERIC_EXT[fmt][0]} (format {fmt})", path=str(path)
+            )
+        items_path = Path(items) if items is not None else _find(path, "items", fmt)
+    else:
+        inter_path = path
+        items_path = Path(items) if items is not None else None
+    inter, isrc = _read_table(inter_path, fmt)
+    inter = _rename(inter, columns, isrc)
+    item_df, tsrc = None, None
+    if items_path is not None:
+        if not items_path.is_file():
+            raise DataError("no such file", path=str(items_path))
+        item_df, tsrc = _read_table(items_path, fmt)
+        item_df = _rename(item_df, item_columns, tsrc)
+        for target, aliases in (("title", _TITLE_ALIASES), ("category", _CATEGORY_ALIASES), ("text", _TEXT_ALIASES)):
+            item_df = _alias(item_df, target, aliases)
+    return Dataset(
+        inter,
+        item_df,
+        name=name or (path.name if path.is_dir() else path.stem),
+        on_unknown_item=on_unknown_item,
+        interactions_source=isrc,
+        items_source=tsrc,
+    )
+
+
+# --------------------------------------------------------------------------- MovieLens raw
+ML_GENRES = (
+    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
+    "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi",
+    "Thriller", "War", "Western",
+)
+
+
+def load_movielens(path: Path, *, on_unknown_item: OnUnknownItem = "error", name: str | None = None) -> Dataset:
+    """MovieLens 100K raw files: ``u.data`` (tab: user, item, rating, timestamp) and ``u.item``
+    (pipe-separated, latin-1: id|title|release date|video date|url|19 genre flags)."""
+    data_path = path / "u.data" if path.is_dir() else path
+    item_path = data_path.parent / "u.item"
+    for f in (data_path, item_path):
+        if not f.is_file():
+            raise DataError("missing MovieLens file", path=str(f))
+        if f.stat().st_size == 0:
+            raise DataError("file is empty", path=str(f))
+    try:
+        inter = pd.read_csv(
+            data_path, sep="\t", header=None, dtype=str,
+            names=["user_id", "item_id", "rating", "timestamp"],
+        )
+    except pd.errors.ParserError as e:
+        raise DataError(f"malformed u.data: {e}", path=str(data_path)) from None
+    if inter.shape[1] != 4 or inter["timestamp"].isna().any():
+        bad = int(np.flatnonzero(inter["timestamp"].isna().to_numpy())[0])
+        raise DataError("expected 4 tab-separated fields", path=str(data_path), line=bad + 1, column="timestamp")
+    gpath = data_path.parent / "u.genre"
+    genres = list(ML_GENRES)
+    if gpath.is_file():
+        g = pd.read_csv(gpath, sep="|", header=None, names=["genre", "idx"], encoding="latin-1").dropna()
+        genres = g.sort_values("idx")["genre"].tolist()
+    cols = ["item_id", "title", "release_date", "video_release_date", "url", *genres]
+    try:
+        items = pd.read_csv(item_path, sep="|", header=None, names=cols, encoding="latin-1", dtype=str)
+    except pd.errors.ParserError as e:
+        raise DataError(f"malformed u.item: {e}", path=str(item_path)) from None
+    flags = items[genres].apply(pd.to_numeric, errors="coerce").fillna(0).to_numpy(dtype=np.int8)
+    names = np.asarray(genres, dtype=object)
+    genre_lists = [list(names[row.astype(bool)]) for row in flags]
+    items = pd.DataFrame({
+        "item_id": items["item_id"],
+        "title": items["title"],
+        "text": "",
+        "category": [g[0] if g else None for g in genre_lists],
+        "genres": ["|".join(g) for g in genre_lists],
+        "release_date": items["release_date"].fillna(""),
+    })
+    return Dataset(
+        inter, items, name=name or "movielens",
+        on_unknown_item=on_unknown_item,
+        interactions_source=Source(str(data_path), first_line=1),
+        items_source=Source(str(item_path), first_line=1),
+    )
+
+
+# --------------------------------------------------------------------------- RecBole atomic
+def _read_atomic(path: Path) -> tuple[pd.DataFrame, dict[str, str]]:
+    if path.stat().st_size == 0:
+        raise DataError("file is empty", path=str(path))
+    with open(path, encoding="utf-8") as f:
+        header = f.readline().rstrip("\n\r")
+    if not header.strip():
+        raise DataError("file is empty (no header)", path=str(path), line=1)
+    names, types = [], {}
+    for field in header.split("\t"):
+        if ":" not in field:
+            raise DataError(
+                f"RecBole header field {field!r} is not 'name:type'", path=str(path), line=1, column=field
+            )
+        n, t = field.rsplit(":", 1)
+        if t not in ("token", "token_seq", "float", "float_seq"):
+            raise DataError(f"unknown RecBole type {t!r}", path=str(path), line=1, column=field)
+        names.append(n)
+        types[n] = t
+    try:
+        df = pd.read_csv(path, sep="\t", header=None, skiprows=1, names=names, dtype=str,
+                         keep_default_na=False, na_values=[""], quoting=3, engine="c")
+    except pd.errors.ParserError as e:
+        raise DataError(f"malformed RecBole file: {e}", path=str(path)) from None
+    if len(df) == 0:
+        raise DataError("file has a header but no rows", path=str(path))
+    return df, types
+
+
+def _atomic_files(path: Path) -> tuple[Path, Path | None]:
+    if path.is_file():
+        inter = path
+    else:
+        found = sorted(path.glob("*.inter"))
+        if not found:
+            raise DataError("folder has no *.inter file (RecBole atomic format)", path=str(path))
+        if len(found) > 1:
+            raise DataError(f"folder has several *.inter files: {[f.name for f in found]}", path=str(path))
+        inter = found[0]
+    item = inter.with_suffix(".item")
+    return inter, (item if item.is_file() else None)
+
+
+def load_recbole(path: Path, *, on_unknown_item: OnUnknownItem = "error", name: str | None = None) -> Dataset:
+    """RecBole atomic files ``<name>.inter`` (+ ``<name>.item``), tab-separated, header
+    ``field:type``; ``token_seq`` values are space-separated."""
+    inter_path, item_path = _atomic_files(path)
+    inter, _ = _read_atomic(inter_path)
+    items = None
+    if item_path is not None:
+        items, types = _read_atomic(item_path)
+        items = _alias(items, "title", _TITLE_ALIASES)
+        items = _alias(items, "category", _CATEGORY_ALIASES)
+        items = _alias(items, "text", _TEXT_ALIASES)
+        cat_col = "category"
+        if cat_col in items.columns and types.get(_orig_name(types, cat_col)) == "token_seq":
+            seqs = items["category"].fillna("").str.split()
+            items["genres"] = seqs.str.join("|")
+            items["category"] = seqs.map(lambda s: s[0] if s else None)
+    src_i = Source(str(inter_path), first_line=2)
+    src_t = Source(str(item_path), first_line=2) if item_path is not None else None
+    return Dataset(
+        inter, items, name=name or inter_path.stem,
+        on_unknown_item=on_unknown_item, interactions_source=src_i, items_source=src_t,
+    )
+
+
+def _orig_name(types: dict[str, str], canonical: str) -> str:
+    aliases = {"category": _CATEGORY_ALIASES, "title": _TITLE_ALIASES, "text": _TEXT_ALIASES}[canonical]
+    for a in (canonical, *aliases):
+        if a in types:
+            return a
+    return canonical
+
+
+# --------------------------------------------------------------------------- Amazon 2023
+def _amazon_files(path: Path, meta: str | Path | None) -> tuple[Path, Path]:
+    if path.is_file():
+        if meta is None:
+            guess = path.with_name("meta_" + path.name)
+            if not guess.is_file():
+                raise DataError("no meta file given and meta_<name> not found beside it", path=str(path))
+            return path, guess
+        return path, Path(meta)
+    metas = sorted(p for p in path.iterdir() if p.name.startswith("meta_") and ".jsonl" in p.name)
+    if len(metas) != 1:
+        raise DataError(f"expected exactly one meta_*.jsonl file, found {[m.name for m in metas]}", path=str(path))
+    reviews = path / metas[0].name[len("meta_"):]
+    if not reviews.is_file():
+        raise DataError(f"reviews file {reviews.name} not found beside {metas[0].name}", path=str(path))
+    return reviews, metas[0]
+
+
+def _join_text(x: Any) -> str:
+    if isinstance(x, list | tuple | np.ndarray):
+        return " ".join(str(v) for v in x if v is not None)
+    if x is None or (isinstance(x, float) and np.isnan(x)):
+        return ""
+    return str(x)
+
+
+def load_amazon2023(
+    path: Path, *, meta: str | Path | None = None, on_unknown_item: OnUnknownItem = "error", name: str | None = None
+) -> Dataset:
+    """Amazon Reviews 2023 JSONL: a review file (``user_id``, ``parent_asin``, ``rating``,
+    ``timestamp`` in ms) and a meta file (``parent_asin``, ``title``, ``categories``,
+    ``description``, ``features``, ...). Pass a folder holding ``X.jsonl`` + ``meta_X.jsonl``,
+    or the review file and ``meta=``."""
+    rpath, mpath = _amazon_files(path, meta)
+    reviews, rsrc = _read_jsonl(rpath)
+    for col in ("user_id", "parent_asin", "rating", "timestamp"):
+        if col not in reviews.columns:
+            raise DataError(f"reviews: missing required field {col!r}", path=str(rpath), column=col)
+    ts = pd.to_numeric(reviews["timestamp"], errors="coerce")
+    bad = ts.isna().to_numpy()
+    if bad.any():
+        pos = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"reviews: timestamp {reviews['timestamp'].iloc[pos]!r} is not a number (ms)",
+            path=str(rpath), column="timestamp", **rsrc.locate(pos),
+        )
+    inter = pd.DataFrame({
+        "user_id": reviews["user_id"],
+        "item_id": reviews["parent_asin"],
+        "rating": reviews["rating"],
+        "timestamp": ts / 1000.0,
+    })
+    m, msrc = _read_jsonl(mpath)
+    for col in ("parent_asin", "title"):
+        if col not in m.columns:
+            raise DataError(f"meta: missing required field {col!r}", path=str(mpath), column=col)
+
+    def _category(row_cats: Any, main: Any) -> str | None:
+        if isinstance(row_cats, list | tuple | np.ndarray) and len(row_cats):
+            return str(row_cats[-1])
+        return None if main is None or (isinstance(main, float) and np.isnan(main)) else str(main)
+
+    cats = m["categories"] if "categories" in m.columns else pd.Series([None] * len(m))
+    main = m["main_category"] if "main_category" in m.columns else pd.Series([None] * len(m))
+    desc = m["description"].map(_join_text) if "description" in m.columns else ""
+    feats = m["features"].map(_join_text) if "features" in m.columns else ""
+    items = pd.DataFrame({
+        "item_id": m["parent_asin"],
+        "title": m["title"],
+        "text": (desc + " " + feats).str.strip() if isinstance(desc, pd.Series) else "",
+        "category": [_category(c, mc) for c, mc in zip(cats, main, strict=True)],
+    })
+    for extra in ("store", "price", "main_category", "average_rating", "rating_number"):
+        if extra in m.columns:
+            items[extra] = m[extra].map(lambda v: None if isinstance(v, list | dict) else v)
+    return Dataset(
+        inter, items, name=name or rpath.stem.replace(".jsonl", ""),
+        on_unknown_item=on_unknown_item, interactions_source=rsrc, items_source=msrc,
+    )
+
+
+__all__ = ["load", "load_table", "load_movielens", "load_recbole", "load_amazon2023", "FORMATS", "LoadReport"]
