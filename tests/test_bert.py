@@ -229,8 +229,10 @@ def test_config_validation():
 
 
 def test_resolve_sentence_model(tmp_path):
-    with pytest.raises(ModelError, match="not found"):
+    with pytest.raises(ModelError, match="missing"):
         resolve_sentence_model(str(tmp_path / "missing"))
+    with pytest.raises(ModelError, match="'org/some-model'"):  # hub ids are never fetched here
+        resolve_sentence_model("org/some-model")
     with pytest.raises(ModelError, match="not a sentence-transformers model folder"):
         resolve_sentence_model(str(tmp_path))
 
@@ -238,3 +240,11 @@ def test_resolve_sentence_model(tmp_path):
 def test_resolve_minilm_preset(minilm):
     path = resolve_sentence_model("minilm")
     assert (path / "config.json").is_file() and path.name == "model"
+
+
+def test_resolve_minilm_without_the_llm_models_module(minilm, monkeypatch):
+    import sys
+
+    want = resolve_sentence_model("minilm")
+    monkeypatch.setitem(sys.modules, "reranker.llm.models", None)  # import now fails
+    assert resolve_sentence_model("minilm") == want

