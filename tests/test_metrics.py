@@ -207,6 +207,24 @@ def test_summarize() -> None:
     assert df.loc["with_nan", "mean"] == pytest.approx(2.0)
     assert df.loc["with_nan", "n"] == 2
     assert (df["ci_lo"] <= df["mean"]).all() and (df["mean"] <= df["ci_hi"]).all()
+    # rows resampled jointly equal the single-metric bootstrap with the same seed
+    for name in per_user:
+        assert tuple(df.loc[name, ["mean", "ci_lo", "ci_hi"]]) == pytest.approx(
+            M.bootstrap_ci(per_user[name], n_boot=200), nan_ok=True
+        )
+    empty = M.summarize({"all_nan": np.array([np.nan, np.nan])})
+    assert empty.loc["all_nan", "n"] == 0 and np.isnan(empty.loc["all_nan", "mean"])
+
+
+def test_paired_difference_ci() -> None:
+    a = np.array([1.0, 1.0, 0.0, 1.0, np.nan, 1.0])
+    b = np.array([0.0, 1.0, 0.0, 0.0, 1.0, 0.0])
+    # differences 1, 0, 0, 1, (dropped), 1 -> mean 3/5
+    mean, lo, hi = M.paired_difference_ci(a, b, n_boot=500)
+    assert mean == pytest.approx(0.6)
+    assert 0.0 <= lo <= 0.6 <= hi <= 1.0
+    with pytest.raises(ValueError, match="pair"):
+        M.paired_difference_ci(a, b[:3])
 
 
 def test_vectorised_matches_loop_on_random_data() -> None:
