@@ -115,5 +115,35 @@ def data_generate(out_dir: str, seed: int, n_users: int, n_items: int) -> None:
         click.echo(f"  {p}")
 
 
+# ---------------------------------------------------------------------------- eval
+@main.command("eval")
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
+              help="Experiment YAML (configs/*.yaml).")
+@click.option("--users", type=click.IntRange(min=1), default=None, help="Evaluate the first N users only.")
+@click.option("--seed", type=int, default=None, help="Run this seed only (overrides protocol.seeds).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="Output folder.")
+@click.option("--data", "data_path", type=click.Path(), default=None, help="Override data.path.")
+@click.option("--no-cache", is_flag=True, help="Do not read or write the evaluation cache.")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+def eval_cmd(config_path: str, users: int | None, seed: int | None, out_dir: str | None,
+             data_path: str | None, no_cache: bool, no_progress: bool) -> None:
+    """Run an offline evaluation experiment; writes results.json, report.md and PNG plots."""
+    from .evaluation.experiment import load_experiment
+    from .evaluation.runner import ExperimentRunner, RunOptions
+
+    loaded = load_experiment(config_path)
+    opts = RunOptions(users=users, seed=seed, out_dir=out_dir, data_path=data_path,
+                      use_cache=not no_cache, progress=not no_progress)
+    runner = ExperimentRunner(loaded, opts)
+    try:
+        res = runner.run()
+    except KeyboardInterrupt:
+        click.echo(f"interrupted; partial results in {runner.results_path}", err=True)
+        sys.exit(130)
+    click.echo(f"{res['experiment']}: {res['status']} in {res['wall_time_s']:.1f} s")
+    click.echo(f"  results  {runner.results_path}")
+    click.echo(f"  report   {runner.out_dir / 'report.md'}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

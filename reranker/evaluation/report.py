@@ -1,0 +1,397 @@
+"""Markdown report and PNG plots from a results dict (as written to results.json).
+
+``write_report(results, out_dir)`` writes ``report.md`` and the plots that apply:
+
+- ``ndcg10.png``: NDCG@10 per ranker with 95% CI error bars;
+- ``pr_curve.png``: Precision@K vs Recall@K, K = 1..20, traditional vs LLM-based rankers
+  (the seed paper's Fig. 5);
+- ``heatmap.png``: rankers x metrics (the seed paper's Fig. 4 layout);
+- ``position_bias.png``: HR@1 of the target forced to each position;
+- ``mae_vs_k.png``: MAE against the number of neighbours K (rating protocol).
+
+matplotlib is imported lazily with the Agg backend.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+__all__ = ["render_markdown", "write_report", "make_plots", "fmt_ci"]
+
+TRADITIONAL = {"identity", "random", "pop", "itemcf", "usercf"}
+LLM_BASED = {"llm-pointwise", "llm-listwise", "llm-verbalizer", "fusion", "learned-fusion"}
+
+
+def fmt_ci(cell: Mapping[str, Any] | None, digits: int = 4) -> str:
+    """``0.1234 [0.1100, 0.1300]``; ``n/a`` when undefined."""
+    if not cell or cell.get("mean") is None:
+        return "n/a"
+    m = cell["mean"]
+    lo, hi = cell.get("ci_lo"), cell.get("ci_hi")
+    if lo is None or hi is None:
+        return f"{m:.{digits}f}"
+    return f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def _num(x: Any, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a"
+    return f"{x:.{digits}f}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return out
+
+
+def _header_lines(res: Mapping[str, Any]) -> list[str]:
+    pr = res.get("protocol", {})
+    m = res.get("machine", {})
+    d = res.get("data", {})
+    lines = [f"# {res.get('experiment', 'experiment')}", ""]
+    if res.get("description"):
+        lines += [str(res["description"]).strip(), ""]
+    status = res.get("status", "?")
+    if status != "complete":
+        lines += [f"**Status: {status}** (partial results)", ""]
+    regime = pr.get("regime")
+    label = {"a": "Regime A (stage-1 top-n reranked)", "b": "Regime B (target + sampled negatives)", "rating": "Rating prediction"}.get(regime, str(regime))
+    lines.append(f"- Protocol: {label}; split: {pr.get('split')}; stage: {pr.get('stage')}")
+    if regime != "rating":
+        lines.append(
+            f"- Candidates per user: {pr.get('n_candidates')}; history cap: {pr.get('history_cap')}; "
+            f"seeds: {pr.get('seeds')}; 95% bootstrap CIs over users ({pr.get('n_boot')} resamples)"
+        )
+    if pr.get("retriever"):
+        lines.append(f"- Stage-1 retriever: {pr['retriever'].get('type')} {pr['retriever'].get('params') or ''}")
+    if d:
+        ev = d.get("evaluated_users")
+        lines.append(
+            f"- Data: {d.get('name')} ({d.get('users')} users, {d.get('items')} items, {d.get('interactions')} interactions)"
+            + (f"; evaluated users: {ev} of {d.get('eligible_users')}" if ev is not None else "")
+        )
+    lines.append(
+        f"- Machine: {m.get('processor')}, {m.get('affinity_cores', m.get('cpu_count'))} cores, "
+        f"{m.get('memory_gib', '?')} GiB RAM, {m.get('platform')}, Python {m.get('python')}"
+    )
+    lines.append(f"- Wall time: {_num(res.get('wall_time_s'), 1)} s (started {res.get('started_at')}, finished {res.get('finished_at')})")
+    if res.get("config_file"):
+        lines.append(f"- Config: `{res['config_file']}`; overrides: {res.get('overrides')}")
+    lines.append("")
+    return lines
+
+
+def _ranking_sections(res: Mapping[str, Any]) -> list[str]:
+    lines: list[str] = []
+    for run in res.get("runs", []):
+        rankers = run.get("rankers", {})
+        if not rankers:
+            continue
+        lines += [f"## Seed {run.get('seed')}", ""]
+        st = run.get("stage1")
+        if st:
+            (metric, cell), = st["recall@n"].items()
+            lines += [
+                f"Stage-1 ceiling: {metric} = {fmt_ci(cell)} ({st['users_with_target']} users have the target among the candidates).",
+                "",
+            ]
+        metrics: list[str] = []
+        for e in rankers.values():
+            for mname in e.get("summary", {}):
+                if mname not in metrics:
+                    metrics.append(mname)
+        rows = []
+        for name, e in rankers.items():
+            s = e.get("summary", {})
+            n = e.get("n_users", 0)
+            flag = "" if e.get("complete", True) else " (partial)"
+            rows.append([f"{name}{flag}", e.get("type", ""), str(n)] + [fmt_ci(s.get(m)) for m in metrics])
+        lines += ["### All users", ""] + _table(["ranker", "type", "users"] + metrics, rows) + [""]
+        if any("summary_target_in_candidates" in e for e in rankers.values()):
+            rows = []
+            for name, e in rankers.items():
+                s = e.get("summary_target_in_candidates", {})
+                n = next(iter(s.values()), {}).get("n", 0) if s else 0
+                rows.append([name, str(n)] + [fmt_ci(s.get(m)) for m in metrics])
+            lines += ["### Users whose target is among the candidates", ""] + _table(["ranker", "users"] + metrics, rows) + [""]
+        ref = run.get("paired_vs")
+        if ref:
+            rows = []
+            for name, e in rankers.items():
+                if "paired" not in e:
+                    continue
+                rows.append([name, str(next(iter(e["paired"].values()), {}).get("n", 0))] + [fmt_ci(e["paired"].get(m)) for m in metrics])
+            if rows:
+                lines += [f"### Paired difference vs {ref} (same users; mean [95% CI])", ""]
+                lines += _table(["ranker", "users"] + metrics, rows) + [""]
+        rows = []
+        for name, e in rankers.items():
+            d = e.get("diagnostics", {})
+            rows.append(
+                [
+                    name,
+                    fmt_ci(d.get("seconds_per_user"), 4),
+                    _num((d.get("tokens_in_per_user") or {}).get("mean"), 0),
+                    _num((d.get("tokens_out_per_user") or {}).get("mean"), 1),
+                    _num((d.get("valid_rate") or {}).get("mean")),
+                    _num((d.get("fully_valid_rate") or {}).get("mean")),
+                    _num((d.get("hallucination_rate") or {}).get("mean")),
+                    _num((d.get("duplicate_rate") or {}).get("mean")),
+                    _num((d.get("filled_in_rate") or {}).get("mean")),
+                    str(d.get("cache_hits", 0)),
+                ]
+            )
+        lines += ["### Cost and output validity", ""]
+        lines += _table(
+            ["ranker", "s/user [CI]", "tokens in/user", "tokens out/user", "valid", "fully valid", "hallucinated", "duplicate", "filled in", "cache hits"],
+            rows,
+        )
+        lines += [
+            "",
+            "valid = share of the candidates the LLM placed itself; hallucinated / duplicate = share of the "
+            "labels it emitted that were out of range / repeated; filled in = share appended in stage-1 order. "
+            "s/user of cached users is the latency measured when they were computed.",
+            "",
+        ]
+        ex = [(n, e["examples"][0]) for n, e in rankers.items() if e.get("examples")]
+        if ex:
+            lines += ["### Example raw LLM outputs", ""]
+            for n, x in ex:
+                raw = str(x.get("raw", "")).replace("```", "'''")[:400]
+                lines += [f"- {n} (user {x.get('user')}, parse {x.get('parse')}):", "", "```", raw, "```", ""]
+        pb = run.get("position_bias")
+        if pb and pb.get("rankers"):
+            pos = [str(p) for p in pb["positions"]]
+            rows = []
+            for name, r in pb["rankers"].items():
+                for variant in ("plain", "bootstrap"):
+                    if variant in r:
+                        rows.append(
+                            [name, variant]
+                            + [f"{_num(r[variant][p]['hr@1'])} / {_num(r[variant][p]['mean_rank'], 1)}" for p in pos]
+                        )
+            lines += [f"### Position bias ({pb['users']} users): HR@1 / mean rank of the target placed at position", ""]
+            lines += _table(["ranker", "variant"] + [f"pos {p}" for p in pos], rows) + [""]
+    pooled = res.get("pooled")
+    if pooled and res.get("protocol", {}).get("regime") != "rating":
+        metrics = list(next(iter(pooled.values()))["summary"])
+        rows = [[n, str(p["seeds"])] + [fmt_ci(p["summary"].get(m)) for m in metrics] for n, p in pooled.items()]
+        lines += ["## Pooled over seeds (per-user mean over seeds)", ""] + _table(["ranker", "seeds"] + metrics, rows) + [""]
+    return lines
+
+
+def _rating_sections(res: Mapping[str, Any]) -> list[str]:
+    lines: list[str] = []
+    for run in res.get("runs", []):
+        models = run.get("models", {})
+        if not models:
+            continue
+        lines += [f"## Seed {run.get('seed')} ({run.get('n_test')} test ratings)", ""]
+        ks = sorted({c["k"] for m in models.values() for c in m["by_k"]})
+        rows = []
+        for name, m in models.items():
+            by = {c["k"]: c for c in m["by_k"]}
+            rows.append([name, "MAE"] + [_num(by[k]["mae"], 4) if k in by else "" for k in ks])
+            rows.append([name, "RMSE"] + [_num(by[k]["rmse"], 4) if k in by else "" for k in ks])
+        lines += _table(["model", "metric"] + [f"K={k}" for k in ks], rows) + [""]
+        rows = []
+        for name, m in models.items():
+            best = min(m["by_k"], key=lambda c: c["mae"])
+            rows.append(
+                [name, str(best["k"]), f"{best['mae']:.4f} [{best['mae_ci'][0]:.4f}, {best['mae_ci'][1]:.4f}]",
+                 f"{best['rmse']:.4f} [{best['rmse_ci'][0]:.4f}, {best['rmse_ci'][1]:.4f}]",
+                 _num(best["fit_seconds"], 2), _num(best["predict_seconds"], 2)]
+            )
+        lines += ["Best K per model (95% bootstrap CI over test ratings):", ""]
+        lines += _table(["model", "K", "MAE", "RMSE", "fit s", "predict s"], rows) + [""]
+    return lines
+
+
+def render_markdown(res: Mapping[str, Any], plots: Sequence[str] = ()) -> str:
+    """The report as Markdown text (header, tables, plot links)."""
+    lines = _header_lines(res)
+    if res.get("protocol", {}).get("regime") == "rating":
+        lines += _rating_sections(res)
+    else:
+        lines += _ranking_sections(res)
+    if res.get("error"):
+        lines += ["## Error", "", f"`{res['error']}`", ""]
+    if plots:
+        lines += ["## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in plots] + [""]
+    return "\n".join(lines)
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def make_plots(res: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
+    """Write the PNG plots that apply to these results; returns their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    made: list[Path] = []
+    if res.get("protocol", {}).get("regime") == "rating":
+        p = _plot_mae(res, out)
+        return [p] if p else []
+    runs = [r for r in res.get("runs", []) if r.get("rankers")]
+    if not runs:
+        return made
+    run = runs[0]
+    for fn in (_plot_ndcg, _plot_pr, _plot_heatmap, _plot_bias):
+        try:
+            p = fn(run, out)
+        except Exception:  # one broken plot must not stop the others
+            log.exception("plot %s failed", fn.__name__)
+            p = None
+        if p:
+            made.append(p)
+    return made
+
+
+def _plot_ndcg(run: Mapping[str, Any], out: Path) -> Path | None:
+    rankers = {n: e for n, e in run["rankers"].items() if (e.get("summary", {}).get("ndcg@10") or {}).get("mean") is not None}
+    if not rankers:
+        return None
+    plt = _plt()
+    names = list(rankers)
+    means = [rankers[n]["summary"]["ndcg@10"]["mean"] for n in names]
+    lo = [m - (rankers[n]["summary"]["ndcg@10"]["ci_lo"] or m) for n, m in zip(names, means, strict=True)]
+    hi = [(rankers[n]["summary"]["ndcg@10"]["ci_hi"] or m) - m for n, m in zip(names, means, strict=True)]
+    colors = ["tab:blue" if rankers[n].get("type") in TRADITIONAL else "tab:orange" for n in names]
+    fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(names) + 2), 4))
+    ax.bar(range(len(names)), means, yerr=[lo, hi], capsize=4, color=colors)
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    ax.set_ylabel("NDCG@10 (95% CI)")
+    ax.set_title("NDCG@10 per ranker (blue: traditional, orange: LLM-based)")
+    fig.tight_layout()
+    p = out / "ndcg10.png"
+    fig.savefig(p, dpi=120)
+    plt.close(fig)
+    return p
+
+
+def _plot_pr(run: Mapping[str, Any], out: Path) -> Path | None:
+    rankers = {n: e for n, e in run["rankers"].items() if e.get("pr_curve")}
+    if not rankers:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for n, e in rankers.items():
+        c = e["pr_curve"]
+        style = "-" if e.get("type") in TRADITIONAL else "--"
+        ax.plot(c["recall"], c["precision"], style, marker=".", label=f"{n} ({'trad.' if style == '-' else 'LLM'})")
+    ax.set_xlabel("Recall@K")
+    ax.set_ylabel("Precision@K")
+    ax.set_title("Precision-recall over K = 1..20")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    p = out / "pr_curve.png"
+    fig.savefig(p, dpi=120)
+    plt.close(fig)
+    return p
+
+
+def _plot_heatmap(run: Mapping[str, Any], out: Path) -> Path | None:
+    import numpy as np
+
+    rankers = run["rankers"]
+    metrics: list[str] = []
+    for e in rankers.values():
+        for m in e.get("summary", {}):
+            if m not in metrics:
+                metrics.append(m)
+    if not rankers or not metrics:
+        return None
+    plt = _plt()
+    names = list(rankers)
+    mat = np.array(
+        [[(rankers[n].get("summary", {}).get(m) or {}).get("mean") or np.nan for m in metrics] for n in names],
+        dtype=np.float64,
+    )
+    fig, ax = plt.subplots(figsize=(1.2 * len(metrics) + 3, 0.5 * len(names) + 1.5))
+    im = ax.imshow(mat, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(metrics)), metrics, rotation=30, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    for i in range(len(names)):
+        for j in range(len(metrics)):
+            if np.isfinite(mat[i, j]):
+                ax.text(j, i, f"{mat[i, j]:.3f}", ha="center", va="center", color="w", fontsize=8)
+    fig.colorbar(im, ax=ax)
+    ax.set_title("Metrics per ranker")
+    fig.tight_layout()
+    p = out / "heatmap.png"
+    fig.savefig(p, dpi=120)
+    plt.close(fig)
+    return p
+
+
+def _plot_bias(run: Mapping[str, Any], out: Path) -> Path | None:
+    pb = run.get("position_bias")
+    if not pb or not pb.get("rankers"):
+        return None
+    plt = _plt()
+    pos = [str(p) for p in pb["positions"]]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for n, r in pb["rankers"].items():
+        for variant in ("plain", "bootstrap"):
+            if variant in r:
+                style = "-" if variant == "plain" else ":"
+                ax.plot([int(p) for p in pos], [r[variant][p]["hr@1"] for p in pos], style, marker="o",
+                        label=n if variant == "plain" else f"{n} (bootstrap)")
+    ax.set_xlabel("position of the target in the candidate list (0 = first)")
+    ax.set_ylabel("HR@1")
+    ax.set_title(f"Position bias ({pb['users']} users)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    p = out / "position_bias.png"
+    fig.savefig(p, dpi=120)
+    plt.close(fig)
+    return p
+
+
+def _plot_mae(res: Mapping[str, Any], out: Path) -> Path | None:
+    runs = [r for r in res.get("runs", []) if r.get("models")]
+    if not runs:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for n, m in runs[0]["models"].items():
+        ks = [c["k"] for c in m["by_k"]]
+        ax.plot(ks, [c["mae"] for c in m["by_k"]], marker="o", label=n)
+    ax.set_xlabel("K (neighbours)")
+    ax.set_ylabel("MAE")
+    ax.set_title("Rating prediction: MAE vs K")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    p = out / "mae_vs_k.png"
+    fig.savefig(p, dpi=120)
+    plt.close(fig)
+    return p
+
+
+def write_report(res: Mapping[str, Any], out_dir: str | Path) -> Path:
+    """Write report.md (and the plots) into ``out_dir``; returns the report path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        plots = make_plots(res, out)
+    except Exception:
+        log.exception("plots failed")
+        plots = []
+    path = out / "report.md"
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(render_markdown(res, [str(p) for p in plots]), encoding="utf-8")
+    tmp.replace(path)
+    return path
