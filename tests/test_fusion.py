@@ -8,10 +8,12 @@ from protocol_suites import RankerSuite, ScorerSuite
 
 from reranker.config import format_validation_error
 from reranker.errors import ConfigError
+from reranker.ranking.base import IdentityRanker, ScorerRanker
 from reranker.ranking.fusion import (
     CandidateScoreScorer,
     FusionConfig,
     FusionRanker,
+    RankerScorer,
     fit_weights,
     fuse,
     normalize,
@@ -48,6 +50,39 @@ class TestCandidateScoreScorer(ScorerSuite):
     @pytest.fixture
     def scorer(self):
         return CandidateScoreScorer()
+
+
+class TestRankerScorer(ScorerSuite):
+    @pytest.fixture
+    def scorer(self):
+        return RankerScorer(ScorerRanker(TableScorer(LLM)))
+
+
+def test_ranker_scorer_position_and_score():
+    c = cands()
+    pos = RankerScorer(IdentityRanker()).score(History(), [*c, c[1]])
+    assert pos.tolist() == [5.0, 4.0, 3.0, 2.0, 1.0, 4.0]
+    raw = RankerScorer(ScorerRanker(TableScorer(LLM)), use="score").score(History(), c)
+    assert raw.tolist() == [LLM[x.item_id] for x in c]
+
+
+def test_listwise_ranker_fused_as_a_signal():
+    # a ranker that reverses stage-1 order, fused with the stage-1 score at equal weight: all tie
+    # under rank normalisation, so the stable order is the input order
+    class Reverse:
+        def rank(self, history, candidates):
+            from reranker.types import Ranking
+
+            return Ranking.from_order([x.item_id for x in candidates][::-1])
+
+    c = sorted(cands(), key=lambda x: -x.score)
+    f = FusionRanker(
+        {"cf": CandidateScoreScorer(), "llm": RankerScorer(Reverse())},
+        weights={"cf": 1.0, "llm": 1.0},
+        normalize="rank",
+    )
+    np.testing.assert_allclose(f.score(History(), c), 1.0)
+    assert f.rank(History(), c).item_ids == [x.item_id for x in c]
 
 
 class TestFusionAsScorer(ScorerSuite):

@@ -137,6 +137,33 @@ class CandidateScoreScorer:
         return np.array([float(c.score) for c in candidates], dtype=np.float64)
 
 
+class RankerScorer:
+    """Any `Ranker` as a signal (e.g. a listwise LLM ranker): each candidate gets its position
+    score ``n - rank + 1`` (``use="position"``, the default) or the Ranking's own score
+    (``use="score"``). Duplicated candidates get the score of their one ranked entry."""
+
+    def __init__(self, ranker: Any, use: Literal["position", "score"] = "position") -> None:
+        if use not in ("position", "score"):
+            raise ValueError(f"use must be 'position' or 'score', got {use!r}")
+        self.ranker = ranker
+        self.use = use
+        self.name = getattr(ranker, "name", type(ranker).__name__)
+
+    def score(self, history: History, candidates: Sequence[Candidate]) -> np.ndarray:
+        if len(candidates) == 0:
+            return np.zeros(0, dtype=np.float64)
+        ranking = self.ranker.rank(history, candidates)
+        n = len(ranking)
+        by_id = {
+            r.item_id: float(r.score) if self.use == "score" else float(n - r.rank + 1)
+            for r in ranking.items
+        }
+        missing = [c.item_id for c in candidates if c.item_id not in by_id]
+        if missing:
+            raise ValueError(f"ranker {self.name!r} left candidate {missing[0]!r} out of its ranking")
+        return np.array([by_id[c.item_id] for c in candidates], dtype=np.float64)
+
+
 class FusionRanker:
     """Weighted sum of per-list-normalised signals; also usable as a `Scorer` (`score`).
 
@@ -410,6 +437,7 @@ __all__ = [
     "FusionConfig",
     "FusionRanker",
     "NORMALIZE_METHODS",
+    "RankerScorer",
     "WeightSearch",
     "fit_weights",
     "fuse",
