@@ -115,6 +115,63 @@ def data_generate(out_dir: str, seed: int, n_users: int, n_items: int) -> None:
         click.echo(f"  {p}")
 
 
+# ---------------------------------------------------------------------------- retrieval
+_RETRIEVAL_MODELS = ["itemcf", "usercf", "popular"]
+_SIMILARITIES = ["cosine", "pearson", "adjusted_cosine"]
+
+
+@main.command("candidates")
+@click.option("--data", "data_path", required=True, type=click.Path(), help="Dataset path.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="csv", show_default=True)
+@click.option("--model", type=click.Choice(_RETRIEVAL_MODELS), default="itemcf", show_default=True)
+@click.option("--similarity", type=click.Choice(_SIMILARITIES), default=None, help="kNN similarity (default cosine).")
+@click.option("--k", type=click.IntRange(min=1), default=20, show_default=True, help="Neighbours.")
+@click.option("--n", type=click.IntRange(min=1), default=20, show_default=True, help="Candidates.")
+@click.option("--feedback", type=click.Choice(["auto", "explicit", "implicit"]), default="auto", show_default=True)
+@click.option("--user", default=None, help="A user id seen in the data.")
+@click.option("--history", default=None, help="Ad-hoc history: comma-separated item ids (or id:rating).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def candidates_cmd(data_path: str, fmt: str, model: str, similarity: str | None, k: int, n: int,
+                   feedback: str, user: str | None, history: str | None, as_json: bool) -> None:
+    """Stage-1 candidates for a user (--user) or an ad-hoc history (--history)."""
+    from .data.loaders import load
+    from .retrieval.commands import candidates
+
+    if (user is None) == (history is None):
+        fail("give exactly one of --user or --history")
+    ds = load(data_path, format=fmt)
+    out = candidates(ds, model, n, user=user, history=history.split(",") if history is not None else None,
+                     similarity=similarity, k=k, feedback=feedback)
+    if as_json:
+        emit_json(out)
+        return
+    for c in out["candidates"]:
+        click.echo(f"{c['rank']:>4}  {c['item_id']:<12} {c['score']:>10.4f}  {c['source']:<8} {c['title']}")
+
+
+@main.command("predict")
+@click.option("--data", "data_path", required=True, type=click.Path(), help="Dataset path.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="csv", show_default=True)
+@click.option("--model", type=click.Choice(_RETRIEVAL_MODELS), default="usercf", show_default=True)
+@click.option("--similarity", type=click.Choice(_SIMILARITIES), default=None, help="kNN similarity (default cosine).")
+@click.option("--k", type=click.IntRange(min=1), default=20, show_default=True, help="Neighbours.")
+@click.option("--user", required=True, help="User id.")
+@click.option("--item", required=True, help="Item id.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def predict_cmd(data_path: str, fmt: str, model: str, similarity: str | None, k: int, user: str,
+                item: str, as_json: bool) -> None:
+    """Predicted rating of an item for a user (kNN), with the fallback used."""
+    from .data.loaders import load
+    from .retrieval.commands import predict
+
+    out = predict(load(data_path, format=fmt), model, user, item, similarity=similarity, k=k)
+    if as_json:
+        emit_json(out)
+        return
+    click.echo(f"{out['prediction']:.4f}  (user {user}, item {item}, {model}/{out['similarity']}, k={k}, "
+               f"neighbours {out['n_neighbors']}, fallback {out['fallback']})")
+
+
 # ---------------------------------------------------------------------------- eval
 @main.command("eval")
 @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
