@@ -30,9 +30,9 @@ Generative story
   examined with probability ``1 / log2(r + 1)`` and clicked if examined with probability
   ``sigmoid(click_slope * (z - click_offset))``, z the user-standardised affinity.
 
-Cost: the default world (500 users x 400 items) generates in ~0.05 s; 10k users in ~0.5 s and
-100k users x 400 items (1.2 M purchases) in ~7 s with ~0.7 GB peak RSS (2 shared CPU cores,
-numpy 2.4). Sampling is chunked over users, never a Python loop over users x items.
+Cost (one thread, numpy 2.4, CPU time): the default world (500 users x 400 items, ~6.4k
+purchases) takes ~0.07 s; 100k users x 400 items (1.2 M purchases) ~6 s with ~0.7 GB peak RSS.
+Sampling is chunked over users; there is no Python loop over users or users x items.
 """
 
 from __future__ import annotations
@@ -55,15 +55,17 @@ log = logging.getLogger(__name__)
 __all__ = ["WorldConfig", "World", "generate_world", "CATEGORIES"]
 
 # --------------------------------------------------------------------------- vocabularies
-# Each category: brands, adjectives, (noun, base price in USD), optional colours / materials /
-# sizes / formats (the "variant"), feature phrases and a use phrase for descriptions.
+# Each category: brands, (noun, base price in USD, "|"-separated adjectives that fit the noun),
+# optional colours / materials / sizes / formats (the "variant"), feature phrases and a use
+# phrase for descriptions.
 CATEGORIES: dict[str, dict[str, Any]] = {
     "Electronics": {
         "brands": ["Voltix", "Sonara", "Nexacore", "Lumio", "Brightwave", "Kestrel Audio"],
-        "adjectives": ["Wireless", "Compact", "Smart", "Ultra-Slim", "Portable", "Noise-Cancelling", "Fast-Charging", "HD"],
-        "nouns": [("Earbuds", 59), ("Bluetooth Speaker", 45), ("Power Bank", 29), ("Smartwatch", 149),
-                  ("Webcam", 69), ("Mechanical Keyboard", 89), ("Wireless Mouse", 25), ("Tablet Stand", 19),
-                  ("Over-Ear Headphones", 129), ("USB-C Hub", 39)],
+        "nouns": [("Earbuds", 59, "Wireless|Noise-Cancelling|Sport|Compact"), ("Bluetooth Speaker", 45, "Portable|Waterproof|Compact|Rugged"),
+                  ("Power Bank", 29, "Fast-Charging|Slim|High-Capacity|Compact"), ("Smartwatch", 149, "Fitness|Smart|Ultra-Slim|Rugged"),
+                  ("Webcam", 69, "HD|4K|Wide-Angle|Compact"), ("Mechanical Keyboard", 89, "Wireless|Compact|Backlit|Quiet"),
+                  ("Wireless Mouse", 25, "Ergonomic|Silent|Compact|Rechargeable"), ("Tablet Stand", 19, "Adjustable|Foldable|Aluminium|Portable"),
+                  ("Over-Ear Headphones", 129, "Noise-Cancelling|Wireless|Studio|Foldable"), ("USB-C Hub", 39, "7-in-1|Slim|Aluminium|Compact")],
         "colors": ["Black", "White", "Silver", "Midnight Blue", "Graphite"],
         "materials": ["aluminium", "recycled plastic", "matte polymer"],
         "features": ["a 30-hour battery", "Bluetooth 5.3", "USB-C charging", "a built-in microphone",
@@ -72,10 +74,11 @@ CATEGORIES: dict[str, dict[str, Any]] = {
     },
     "Books": {
         "brands": ["Harbor Press", "Quill & Ink", "Northlight Books", "Pageturner", "Meridian House", "Old Oak Publishing"],
-        "adjectives": ["Bestselling", "Illustrated", "Award-Winning", "Classic", "Gripping", "Beginner's", "Definitive", "Pocket"],
-        "nouns": [("Mystery Novel", 14), ("Cookbook", 24), ("Science Fiction Saga", 16), ("History of Rome", 22),
-                  ("Guide to Gardening", 19), ("Fantasy Trilogy Box Set", 39), ("Self-Help Handbook", 15),
-                  ("Children's Picture Book", 11), ("Python Programming Guide", 34), ("Travel Atlas", 27)],
+        "nouns": [("Mystery Novel", 14, "Bestselling|Gripping|Award-Winning|Classic"), ("Cookbook", 24, "Illustrated|Vegetarian|Essential|Family"),
+                  ("Science Fiction Saga", 16, "Bestselling|Epic|Award-Winning|Classic"), ("History of Rome", 22, "Illustrated|Concise|Definitive|Popular"),
+                  ("Guide to Gardening", 19, "Beginner's|Illustrated|Practical|Complete"), ("Fantasy Trilogy Box Set", 39, "Epic|Bestselling|Collector's|Classic"),
+                  ("Self-Help Handbook", 15, "Bestselling|Practical|Pocket|Essential"), ("Children's Picture Book", 11, "Illustrated|Award-Winning|Bedtime|Classic"),
+                  ("Python Programming Guide", 34, "Beginner's|Practical|Definitive|Hands-On"), ("Travel Atlas", 27, "Illustrated|Pocket|Definitive|Road")],
         "formats": ["Paperback", "Hardcover", "Large Print", "Collector's Edition"],
         "features": ["over 300 pages", "full-colour illustrations", "a foreword by the author",
                      "reading-group questions", "an index and glossary", "durable binding"],
@@ -83,10 +86,11 @@ CATEGORIES: dict[str, dict[str, Any]] = {
     },
     "Kitchen": {
         "brands": ["Cookwell", "Ferro & Co", "Mesa", "Copperleaf", "Chef's Choice Home", "Nordkok"],
-        "adjectives": ["Non-Stick", "Stainless", "Cast-Iron", "Professional", "Everyday", "Stackable", "Heat-Resistant", "Ergonomic"],
-        "nouns": [("Frying Pan", 35), ("Chef's Knife", 49), ("Cutting Board", 22), ("Espresso Maker", 89),
-                  ("Mixing Bowl Set", 29), ("Dutch Oven", 79), ("Electric Kettle", 39), ("Measuring Cup Set", 12),
-                  ("Food Storage Containers", 24), ("Blender", 69)],
+        "nouns": [("Frying Pan", 35, "Non-Stick|Cast-Iron|Stainless|Professional"), ("Chef's Knife", 49, "Professional|Damascus|Forged|Japanese-Style"),
+                  ("Cutting Board", 22, "Bamboo|Reversible|Extra-Large|Non-Slip"), ("Espresso Maker", 89, "Stovetop|Compact|Manual|Professional"),
+                  ("Mixing Bowl Set", 29, "Stackable|Stainless|Non-Slip|Nesting"), ("Dutch Oven", 79, "Enamelled|Cast-Iron|Heavy-Duty|Round"),
+                  ("Electric Kettle", 39, "Cordless|Temperature-Control|Glass|Quiet-Boil"), ("Measuring Cup Set", 12, "Stackable|Stainless|Everyday|Magnetic"),
+                  ("Food Storage Containers", 24, "Airtight|Stackable|Glass|Leak-Proof"), ("Blender", 69, "High-Speed|Personal|Professional|Quiet")],
         "colors": ["Charcoal", "Red", "Cream", "Sage Green", "Navy"],
         "materials": ["stainless steel", "cast iron", "bamboo", "borosilicate glass", "ceramic"],
         "features": ["dishwasher-safe parts", "an even-heating base", "a comfortable grip",
@@ -95,10 +99,11 @@ CATEGORIES: dict[str, dict[str, Any]] = {
     },
     "Sports & Outdoors": {
         "brands": ["Trailhead", "Summit Gear", "Riverstone", "Apex Motion", "Wildpine", "Stridewell"],
-        "adjectives": ["Lightweight", "Waterproof", "Insulated", "Foldable", "Durable", "Breathable", "Adjustable", "Rugged"],
-        "nouns": [("Hiking Backpack", 79), ("Yoga Mat", 29), ("Camping Tent", 149), ("Water Bottle", 19),
-                  ("Trekking Poles", 45), ("Running Belt", 17), ("Sleeping Bag", 89), ("Resistance Bands Set", 22),
-                  ("Headlamp", 25), ("Cycling Gloves", 21)],
+        "nouns": [("Hiking Backpack", 79, "Lightweight|Waterproof|Ventilated|Rugged"), ("Yoga Mat", 29, "Non-Slip|Extra-Thick|Eco-Friendly|Travel"),
+                  ("Camping Tent", 149, "Waterproof|Lightweight|Pop-Up|Four-Season"), ("Water Bottle", 19, "Insulated|Leak-Proof|Lightweight|Collapsible"),
+                  ("Trekking Poles", 45, "Foldable|Carbon|Adjustable|Lightweight"), ("Running Belt", 17, "Adjustable|Reflective|Lightweight|Water-Resistant"),
+                  ("Sleeping Bag", 89, "Insulated|Lightweight|Compact|Three-Season"), ("Resistance Bands Set", 22, "Heavy-Duty|Adjustable|Portable|Latex-Free"),
+                  ("Headlamp", 25, "Rechargeable|Waterproof|Bright|Lightweight"), ("Cycling Gloves", 21, "Breathable|Padded|Touchscreen|Fingerless")],
         "colors": ["Forest Green", "Orange", "Black", "Slate Grey", "Sky Blue"],
         "materials": ["ripstop nylon", "recycled polyester", "TPE foam", "aluminium alloy"],
         "features": ["reflective details", "a lifetime warranty", "quick-dry fabric", "a carry bag",
@@ -107,10 +112,11 @@ CATEGORIES: dict[str, dict[str, Any]] = {
     },
     "Beauty": {
         "brands": ["Lumiere", "Petal & Pine", "Dermacare", "Aurora Skin", "Velvet Bloom", "Pure Botanica"],
-        "adjectives": ["Hydrating", "Gentle", "Vegan", "Fragrance-Free", "Brightening", "Nourishing", "Organic", "Long-Lasting"],
-        "nouns": [("Face Moisturiser", 24), ("Vitamin C Serum", 29), ("Shampoo", 12), ("Lip Balm Set", 9),
-                  ("Sunscreen SPF 50", 18), ("Hair Dryer", 59), ("Makeup Brush Set", 25), ("Body Lotion", 14),
-                  ("Clay Face Mask", 16), ("Eau de Parfum", 65)],
+        "nouns": [("Face Moisturiser", 24, "Hydrating|Fragrance-Free|Vegan|Nourishing"), ("Vitamin C Serum", 29, "Brightening|Vegan|Lightweight|Organic"),
+                  ("Shampoo", 12, "Gentle|Volumising|Sulfate-Free|Organic"), ("Lip Balm Set", 9, "Nourishing|Tinted|Organic|Vegan"),
+                  ("Sunscreen SPF 50", 18, "Lightweight|Fragrance-Free|Water-Resistant|Mineral"), ("Hair Dryer", 59, "Ionic|Compact|Professional|Quiet"),
+                  ("Makeup Brush Set", 25, "Vegan|Professional|Travel|Soft-Bristle"), ("Body Lotion", 14, "Hydrating|Gentle|Nourishing|Fragrance-Free"),
+                  ("Clay Face Mask", 16, "Purifying|Gentle|Organic|Detox"), ("Eau de Parfum", 65, "Floral|Long-Lasting|Woody|Fresh")],
         "sizes": ["30 ml", "50 ml", "100 ml", "250 ml"],
         "features": ["hyaluronic acid", "no parabens", "dermatologist testing", "a light texture",
                      "cruelty-free ingredients", "a recyclable bottle"],
@@ -118,10 +124,11 @@ CATEGORIES: dict[str, dict[str, Any]] = {
     },
     "Toys & Games": {
         "brands": ["Playfort", "Brickly", "Wonderbox", "Tiny Titans", "Puzzleworks", "Jolly Fox"],
-        "adjectives": ["Educational", "Colourful", "Classic", "Interactive", "Creative", "Wooden", "Magnetic", "Deluxe"],
-        "nouns": [("Building Blocks Set", 35), ("Jigsaw Puzzle", 18), ("Board Game", 29), ("Remote Control Car", 45),
-                  ("Plush Bear", 16), ("Art and Craft Kit", 22), ("Train Set", 55), ("Card Game", 12),
-                  ("Science Experiment Kit", 32), ("Dollhouse", 79)],
+        "nouns": [("Building Blocks Set", 35, "Creative|Classic|Magnetic|Colourful"), ("Jigsaw Puzzle", 18, "1000-Piece|Challenging|Scenic|Family"),
+                  ("Board Game", 29, "Strategy|Family|Cooperative|Classic"), ("Remote Control Car", 45, "High-Speed|Off-Road|Rechargeable|Stunt"),
+                  ("Plush Bear", 16, "Cuddly|Classic|Giant|Soft"), ("Art and Craft Kit", 22, "Creative|Deluxe|Educational|Colourful"),
+                  ("Train Set", 55, "Wooden|Classic|Electric|Deluxe"), ("Card Game", 12, "Party|Family|Strategy|Pocket"),
+                  ("Science Experiment Kit", 32, "Educational|Interactive|Deluxe|Junior"), ("Dollhouse", 79, "Wooden|Deluxe|Three-Storey|Furnished")],
         "colors": ["Rainbow", "Red", "Blue", "Pastel", "Natural Wood"],
         "materials": ["sustainable wood", "non-toxic plastic", "soft plush", "recycled cardboard"],
         "features": ["pieces for ages 4 and up", "a storage box", "an illustrated guide",
@@ -130,10 +137,11 @@ CATEGORIES: dict[str, dict[str, Any]] = {
     },
     "Clothing": {
         "brands": ["Northwind", "Cotton Lane", "Urban Thread", "Alder & Ash", "Basics Co", "Marlow"],
-        "adjectives": ["Slim-Fit", "Relaxed", "Organic Cotton", "Merino", "Classic", "Stretch", "Cosy", "Packable"],
-        "nouns": [("T-Shirt", 19), ("Hoodie", 45), ("Denim Jeans", 59), ("Rain Jacket", 89),
-                  ("Wool Socks", 14), ("Chino Trousers", 49), ("Knit Sweater", 65), ("Running Shorts", 25),
-                  ("Flannel Shirt", 39), ("Beanie", 15)],
+        "nouns": [("T-Shirt", 19, "Slim-Fit|Organic Cotton|Classic|Relaxed"), ("Hoodie", 45, "Cosy|Relaxed|Zip-Up|Organic Cotton"),
+                  ("Denim Jeans", 59, "Slim-Fit|Stretch|Straight-Leg|Relaxed"), ("Rain Jacket", 89, "Packable|Waterproof|Lightweight|Hooded"),
+                  ("Wool Socks", 14, "Merino|Cushioned|Hiking|Cosy"), ("Chino Trousers", 49, "Slim-Fit|Stretch|Classic|Tapered"),
+                  ("Knit Sweater", 65, "Merino|Cable-Knit|Cosy|Classic"), ("Running Shorts", 25, "Lightweight|Stretch|Breathable|Lined"),
+                  ("Flannel Shirt", 39, "Classic|Brushed|Relaxed|Organic Cotton"), ("Beanie", 15, "Merino|Cosy|Ribbed|Classic")],
         "colors": ["Black", "Navy", "Heather Grey", "Olive", "Burgundy", "White"],
         "materials": ["organic cotton", "merino wool", "recycled polyester", "linen blend"],
         "sizes": ["S", "M", "L", "XL"],
@@ -143,10 +151,11 @@ CATEGORIES: dict[str, dict[str, Any]] = {
     },
     "Home & Garden": {
         "brands": ["Greenhaven", "Hearth & Home", "Bloomfield", "Casa Nova", "Oakridge", "Willow Lane"],
-        "adjectives": ["Decorative", "Weatherproof", "Handwoven", "Minimalist", "Solar-Powered", "Scented", "Modular", "Rustic"],
-        "nouns": [("Throw Blanket", 35), ("Plant Pot Set", 25), ("Garden Hose", 39), ("LED String Lights", 19),
-                  ("Scented Candle", 16), ("Storage Basket", 22), ("Bird Feeder", 24), ("Table Lamp", 49),
-                  ("Pruning Shears", 21), ("Outdoor Cushion", 32)],
+        "nouns": [("Throw Blanket", 35, "Handwoven|Cosy|Chunky-Knit|Soft"), ("Plant Pot Set", 25, "Minimalist|Ceramic|Self-Watering|Decorative"),
+                  ("Garden Hose", 39, "Expandable|Kink-Free|Heavy-Duty|Lightweight"), ("LED String Lights", 19, "Solar-Powered|Weatherproof|Warm-White|Decorative"),
+                  ("Scented Candle", 16, "Soy|Lavender|Hand-Poured|Rustic"), ("Storage Basket", 22, "Handwoven|Collapsible|Rustic|Modular"),
+                  ("Bird Feeder", 24, "Squirrel-Proof|Hanging|Weatherproof|Rustic"), ("Table Lamp", 49, "Minimalist|Dimmable|Rustic|Modern"),
+                  ("Pruning Shears", 21, "Ergonomic|Bypass|Heavy-Duty|Precision"), ("Outdoor Cushion", 32, "Weatherproof|Fade-Resistant|Reversible|Plush")],
         "colors": ["Ivory", "Terracotta", "Charcoal", "Sage", "Natural"],
         "materials": ["cotton", "ceramic", "rattan", "powder-coated steel", "recycled glass"],
         "features": ["UV-resistant finish", "a 40-hour burn time", "easy assembly",
@@ -155,10 +164,11 @@ CATEGORIES: dict[str, dict[str, Any]] = {
     },
     "Grocery": {
         "brands": ["Harvest Table", "Green Valley", "Nonna's Pantry", "Bean & Leaf", "Sunmeadow", "Peak Provisions"],
-        "adjectives": ["Organic", "Dark Roast", "Gluten-Free", "Extra Virgin", "Wholegrain", "Sea Salt", "Fair-Trade", "Sugar-Free"],
-        "nouns": [("Coffee Beans", 14), ("Green Tea", 8), ("Olive Oil", 16), ("Granola", 7),
-                  ("Pasta", 4), ("Dark Chocolate Bar", 4), ("Almond Butter", 9), ("Protein Bars", 19),
-                  ("Honey", 11), ("Trail Mix", 8)],
+        "nouns": [("Coffee Beans", 14, "Dark Roast|Organic|Fair-Trade|Medium Roast"), ("Green Tea", 8, "Organic|Jasmine|Fair-Trade|Matcha"),
+                  ("Olive Oil", 16, "Extra Virgin|Organic|Cold-Pressed|Greek"), ("Granola", 7, "Honey Almond|Gluten-Free|Wholegrain|Sugar-Free"),
+                  ("Pasta", 4, "Wholegrain|Gluten-Free|Bronze-Cut|Organic"), ("Dark Chocolate Bar", 4, "Sea Salt|Fair-Trade|Organic|85% Cocoa"),
+                  ("Almond Butter", 9, "Crunchy|Smooth|Organic|Unsweetened"), ("Protein Bars", 19, "Peanut|Gluten-Free|Sugar-Free|Chocolate"),
+                  ("Honey", 11, "Raw|Wildflower|Organic|Manuka"), ("Trail Mix", 8, "Sea Salt|Tropical|Organic|Dark Chocolate")],
         "formats": ["Single", "Pack of 3", "Pack of 6", "Family Size"],
         "features": ["sustainably sourced ingredients", "no artificial flavours", "a resealable bag",
                      "small-batch production", "a rich, balanced taste", "plenty of fibre"],
@@ -166,11 +176,11 @@ CATEGORIES: dict[str, dict[str, Any]] = {
     },
     "Pet Supplies": {
         "brands": ["Pawsome", "Tailwag", "WhiskerWorks", "Happy Hound", "FurBall Co", "Nature's Paw"],
-        "adjectives": ["Grain-Free", "Orthopedic", "Chew-Resistant", "Interactive", "Calming", "Adjustable", "Washable", "Natural"],
-        "nouns": [("Dog Bed", 49), ("Cat Tree", 79), ("Dog Food", 39), ("Cat Litter", 19),
-                  ("Chew Toy", 11), ("Dog Leash", 17), ("Pet Grooming Brush", 14), ("Aquarium Filter", 29),
-                  ("Cat Treats", 7), ("Pet Carrier", 45)],
-        "colors": ["Brown", "Grey", "Blue", "Pink", "Green"],
+        "nouns": [("Dog Bed", 49, "Orthopedic|Washable|Calming|Raised"), ("Cat Tree", 79, "Multi-Level|Sturdy|Compact|Modern"),
+                  ("Dog Food", 39, "Grain-Free|Natural|High-Protein|Senior"), ("Cat Litter", 19, "Clumping|Unscented|Natural|Low-Dust"),
+                  ("Chew Toy", 11, "Chew-Resistant|Interactive|Natural|Squeaky"), ("Dog Leash", 17, "Reflective|Adjustable|Hands-Free|Padded"),
+                  ("Pet Grooming Brush", 14, "Self-Cleaning|Gentle|Deshedding|Ergonomic"), ("Aquarium Filter", 29, "Quiet|Adjustable|Compact|Three-Stage"),
+                  ("Cat Treats", 7, "Natural|Grain-Free|Crunchy|Dental"), ("Pet Carrier", 45, "Airline-Approved|Soft-Sided|Ventilated|Foldable")],
         "sizes": ["Small", "Medium", "Large"],
         "features": ["vet-approved design", "a non-slip bottom", "durable stitching",
                      "real chicken as the first ingredient", "an easy-clean surface", "a reflective strip"],
@@ -277,8 +287,9 @@ class World:
         self.interactions = interactions
         self.reviews = reviews
         self._latent = latent
-        self._user_index = pd.Index(users["user_id"])
-        self._item_index = pd.Index(items["item_id"])
+        # plain dicts: per-call lookups of a few ids are ~100x faster than pd.Index.get_indexer
+        self._user_pos_of = {u: j for j, u in enumerate(users["user_id"].tolist())}
+        self._item_pos_of = {i: j for j, i in enumerate(items["item_id"].tolist())}
         self._dataset: Dataset | None = None
 
     # ------------------------------------------------------------------ construction
@@ -308,18 +319,19 @@ class World:
         return self.items["item_id"].to_numpy()
 
     def _user_pos(self, user_id: str) -> int:
-        pos = self._user_index.get_indexer([str(user_id)])[0]
-        if pos < 0:
+        pos = self._user_pos_of.get(str(user_id))
+        if pos is None:
             raise KeyError(f"unknown user id {user_id!r}")
-        return int(pos)
+        return pos
 
     def _item_pos(self, item_ids: Sequence[str]) -> np.ndarray:
-        ids = [str(i) for i in item_ids]
-        pos = self._item_index.get_indexer(ids)
-        if (pos < 0).any():
-            bad = ids[int(np.flatnonzero(pos < 0)[0])]
+        get = self._item_pos_of.get
+        pos = [get(str(i), -1) for i in item_ids]
+        out = np.fromiter(pos, dtype=np.int64, count=len(pos))
+        if (out < 0).any():
+            bad = list(item_ids)[int(np.flatnonzero(out < 0)[0])]
             raise KeyError(f"unknown item id {bad!r}")
-        return pos
+        return out
 
     # ------------------------------------------------------------------ ground truth
     def affinity(self, user_id: str, item_ids: Sequence[str]) -> np.ndarray:
@@ -331,17 +343,14 @@ class World:
         self, user_ids: Sequence[str], item_ids: Sequence[str] | None = None
     ) -> np.ndarray:
         """True affinity ``(len(user_ids), len(item_ids))`` in one call (all items by default)."""
-        ids = [str(u) for u in user_ids]
-        users = self._user_index.get_indexer(ids)
-        if (users < 0).any():
-            raise KeyError(f"unknown user id {ids[int(np.flatnonzero(users < 0)[0])]!r}")
+        users = np.fromiter((self._user_pos(u) for u in user_ids), dtype=np.int64)
         items = np.arange(len(self.items)) if item_ids is None else self._item_pos(item_ids)
         return _affinity(self._latent, self.config, users, items)
 
     def affinity_z(self, user_id: str, item_ids: Sequence[str]) -> np.ndarray:
         """Affinity standardised by the user's mean and spread over the whole catalog."""
         u = self._user_pos(user_id)
-        a = self.affinity(user_id, item_ids)
+        a = _affinity(self._latent, self.config, np.array([u]), self._item_pos(item_ids))[0]
         return (a - self._latent.user_mu[u]) / self._latent.user_sd[u]
 
     def click_probability(self, user_id: str, ranked_item_ids: Sequence[str]) -> np.ndarray:
@@ -356,7 +365,7 @@ class World:
     def simulate_clicks(self, user_id: str, ranked_item_ids: Sequence[str], seed: int = 0) -> np.ndarray:
         """Sampled clicks (bool per position) for one shown list; same seed, same clicks."""
         p = self.click_probability(user_id, ranked_item_ids)
-        rng = np.random.default_rng([int(seed), self._user_pos(user_id)])
+        rng = np.random.default_rng([int(seed), self._user_pos(user_id)])  # a stream per user
         return rng.random(p.size) < p
 
     def ctr(
@@ -399,12 +408,14 @@ def generate_world(seed: int = 0, n_users: int = 500, n_items: int = 400, **kwar
 
 # --------------------------------------------------------------------------- internals
 def _affinity(lat: _Latent, cfg: WorldConfig, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-    """Affinity matrix ``(len(users), len(items))``."""
-    a = np.log(lat.user_theta[np.ix_(users, lat.item_cat[items])] + 1e-3)
-    a -= cfg.price_weight * np.abs(lat.user_band[users, None] - lat.item_band[None, items])
-    a += cfg.brand_weight * lat.user_brand[np.ix_(users, lat.item_brand[items])]
+    """Affinity matrix ``(len(users), len(items))`` (per-user terms gathered, not recomputed)."""
+    a = np.log(lat.user_theta[users] + 1e-3)[:, lat.item_cat[items]]
+    band_gap = np.abs(np.arange(3)[:, None] - np.arange(3)[None, :]) * cfg.price_weight
+    a -= band_gap[lat.user_band[users]][:, lat.item_band[items]]
+    a += (cfg.brand_weight * lat.user_brand[users])[:, lat.item_brand[items]]
     col = lat.item_color[items]
-    a += cfg.color_weight * ((lat.user_color[users, None] == col[None, :]) & (col[None, :] >= 0))
+    fav = (lat.user_color[users, None] == col[None, :]) & (col >= 0)[None, :]
+    a += cfg.color_weight * fav
     a += cfg.quality_weight * lat.item_quality[items][None, :]
     if lat.item_vec.shape[1]:
         a += lat.user_vec[users] @ lat.item_vec[items].T
@@ -448,10 +459,11 @@ def _make_catalog(cfg: WorldConfig, rng: np.random.Generator) -> tuple[pd.DataFr
         brand[idx] = brand_offset + b_local
         nn = rng.integers(0, len(voc["nouns"]), m)
         noun_id[idx] = noun_offset + nn
-        base = np.array([p for _, p in voc["nouns"]], dtype=float)[nn]
+        base = np.array([p for _, p, _ in voc["nouns"]], dtype=float)[nn]
         price[idx] = np.round(base * brand_tier[brand[idx]] * rng.lognormal(0.0, 0.3, m), 0) - 0.01
-        adj = _pick(rng, voc["adjectives"], m)
-        nouns = np.array([w for w, _ in voc["nouns"]], dtype=object)[nn]
+        adj_lists = [a.split("|") for _, _, a in voc["nouns"]]
+        adj = np.array([adj_lists[x][y] for x, y in zip(nn, rng.integers(0, 4, m), strict=True)], dtype=object)
+        nouns = np.array([w for w, _, _ in voc["nouns"]], dtype=object)[nn]
         if voc.get("colors"):
             cc = _pick(rng, voc["colors"], m)
             cols["color"][idx] = cc
@@ -571,7 +583,8 @@ def _generate(cfg: WorldConfig) -> World:
     for s in range(0, n_u, chunk):
         us = np.arange(s, min(n_u, s + chunk))
         a = _affinity(lat, cfg, us, all_items)
-        mu[us], sd[us] = a.mean(axis=1), a.std(axis=1) + 1e-9
+        mu[us] = a.mean(axis=1)
+        sd[us] = np.sqrt(np.maximum((a * a).mean(axis=1) - mu[us] ** 2, 0.0)) + 1e-9
         keys = a / cfg.temperature + cfg.popularity_weight * logpop + r_buy.gumbel(size=a.shape)
         top = np.argpartition(-keys, max_n - 1, axis=1)[:, :max_n] if max_n < n_i else np.tile(all_items, (us.size, 1))
         order = np.argsort(-np.take_along_axis(keys, top, axis=1), axis=1)
@@ -588,7 +601,8 @@ def _generate(cfg: WorldConfig) -> World:
     # category, cut into sessions of s_u items, then scatter sessions over the user's active time
     m = item_of.size
     cat_key = r_time.random((n_u, n_c))[user_of, lat.item_cat[item_of]]
-    order = np.lexsort((r_time.random(m), cat_key, user_of))
+    # user_of is non-decreasing and cat_key < 1: one stable float sort groups by (user, category)
+    order = np.argsort(user_of + 0.5 * cat_key, kind="stable")
     user_of, item_of, z = user_of[order], item_of[order], z[order]
     starts = np.cumsum(n_buy) - n_buy
     pos_in_user = np.arange(m) - np.repeat(starts, n_buy)
@@ -602,7 +616,7 @@ def _generate(cfg: WorldConfig) -> World:
     t_sess = join[user_of] + sess_time[sess_start[user_of] + session] * (span - 3600.0 - join[user_of])
     within = pos_in_user - session * per_session[user_of]
     t = np.floor(t_sess + within * r_time.uniform(60.0, 900.0, m))
-    order = np.lexsort((t, user_of))
+    order = np.argsort(user_of * 4.0 * span + t, kind="stable")  # exact: < 2**53 for 1e6 users
     user_of, item_of, z, t = user_of[order], item_of[order], z[order], t[order]
     # strictly increasing per user: max-accumulate on (t - index), users offset far apart
     idx = np.arange(m, dtype=np.float64)
@@ -654,17 +668,14 @@ def _make_reviews(
     item_of: np.ndarray,
     rating: np.ndarray,
 ) -> pd.DataFrame:
-    """Up to ~``reviews_per_item`` buyers per item write a short review."""
+    """About ``reviews_per_item`` buyers per item (all of them if fewer) write a short review."""
     m = item_of.size
     if m == 0 or cfg.reviews_per_item == 0:
         return pd.DataFrame(columns=["item_id", "user_id", "rating", "text"])
-    quota = rng.poisson(cfg.reviews_per_item, len(items))
-    key = rng.random(m)
-    order = np.lexsort((key, item_of))
-    starts = np.searchsorted(item_of[order], np.arange(len(items)))
-    rank_in_item = np.arange(m) - starts[item_of[order]]
-    chosen = order[rank_in_item < quota[item_of[order]]]
-    chosen.sort()
+    # each buyer of item i reviews with probability min(1, reviews_per_item / buyers_i)
+    buyers = np.bincount(item_of, minlength=len(items))
+    p = np.minimum(1.0, cfg.reviews_per_item / np.maximum(buyers, 1))
+    chosen = np.flatnonzero(rng.random(m) < p[item_of])
     nouns, features = ca["noun_name"], ca["feature"]
     opener_pick = rng.integers(0, 4, chosen.size)
     out = []
