@@ -490,6 +490,18 @@ class _KNN(FittedIndex):
         """Predicted rating, clipped to the rating scale."""
         return self.predict(user_id, item_id).value
 
+    def similarity(self, a: str, b: str) -> float:
+        """The stored similarity of two items (ItemCF) or two users (UserCF); an id with
+        itself gives 0 (nothing is its own neighbour)."""
+        self._check_fitted()
+        index, what = (self.item_index, "item") if self.item_based else (self.user_index, "user")
+        ia, ib = index.get_indexer([str(a), str(b)])
+        for x, i in ((a, ia), (b, ib)):
+            if i < 0:
+                raise DataError(f"unknown {what} id {x!r}", column=f"{what}_id")
+        self._ensure_full()
+        return float(self._lookup(np.array([ia]), np.array([ib]))[0])
+
     def has_rated(self, user_id: str, item_id: str) -> bool:
         """Whether the user rated / interacted with the item in the fit data."""
         self._check_fitted()
