@@ -139,8 +139,9 @@ def test_fallback_user_mean_and_global_mean():
 
 
 def test_fallback_when_only_negative_neighbours():
-    # bob's only co-rater of i4 with positive pearson would be alice... make dave the only one:
-    # for user 'x' similar only negatively to the raters, the prediction falls back to x's mean
+    # user x rates i1..i3 like dave (1,5,5): pearson w(x,dave) = 1, w(x,bob) = -4 / (sqrt(96/9)
+    # * sqrt 2) < 0, w(x,carol) = (-8/9 - 8/9 + 4/9) / ... < 0. Without dave, every rater of i4
+    # is a negative neighbour -> no qualifying neighbour -> x's mean (1+5+5)/3 = 11/3.
     ds = table()
     extra = pd.DataFrame({"user_id": ["x", "x", "x"], "item_id": ["i1", "i2", "i3"], "rating": [1, 5, 5]})
     ds2 = Dataset(pd.concat([ds.interactions, extra], ignore_index=True), ds.items)
