@@ -93,7 +93,7 @@ def test_ratings_are_1_to_5_and_follow_affinity(world: World) -> None:
     df = world.interactions.head(3000)
     z = np.concatenate([world.affinity_z(u, g["item_id"].tolist()) for u, g in df.groupby("user_id", sort=False)])
     ratings = np.concatenate([g["rating"].to_numpy() for _, g in df.groupby("user_id", sort=False)])
-    assert np.corrcoef(z, ratings)[0, 1] > 0.1
+    assert np.corrcoef(z, ratings)[0, 1] > 0.4  # ~0.73 for the default world
 
 
 def test_bought_items_have_higher_affinity_than_random_items(world: World) -> None:

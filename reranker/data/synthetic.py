@@ -222,13 +222,14 @@ class WorldConfig(BaseConfig):
     category_concentration: float = Field(0.4, gt=0)  # Dirichlet alpha per category
     zipf_exponent: float = Field(0.8, ge=0)  # popularity prior ~ rank^-s
     popularity_weight: float = Field(1.0, ge=0)
-    temperature: float = Field(1.0, gt=0)  # purchase noise: logits = affinity / T + ...
+    temperature: float = Field(0.6, gt=0)  # purchase noise: logits = affinity / T + ...
     price_weight: float = Field(0.8, ge=0)
     brand_weight: float = Field(0.8, ge=0)
     color_weight: float = Field(0.5, ge=0)
     quality_weight: float = Field(0.5, ge=0)
     latent_dim: int = Field(8, ge=0)
     latent_scale: float = Field(0.5, ge=0)
+    mean_rating: float = Field(4.0, ge=1, le=5)
     rating_noise: float = Field(0.7, ge=0)
     reviews_per_item: float = Field(3.0, ge=0)
     click_slope: float = Field(1.5, gt=0)
@@ -626,7 +627,10 @@ def _generate(cfg: WorldConfig) -> World:
     timestamps = (t0 + t).astype(np.int64)
 
     # ratings 1..5
-    latent_r = 4.2 + 0.8 * (z - 1.6) + 0.35 * quality[item_of] + r_rate.normal(0.0, cfg.rating_noise, m)
+    # standardise z over all purchases so the rating scale does not move with the temperature
+    zs = (z - z.mean()) / (z.std() + 1e-9) if m > 1 else np.zeros(m)
+    noise = r_rate.normal(0.0, cfg.rating_noise, m)
+    latent_r = cfg.mean_rating + 0.9 * zs + 0.35 * quality[item_of] + noise
     rating = np.clip(np.rint(latent_r), 1, 5).astype(np.int64)
 
     uw = len(str(n_u))
