@@ -207,6 +207,13 @@ def test_config_is_strict_and_sizes_scale() -> None:
         WorldConfig.from_dict({"n_userz": 10})
     with pytest.raises(ValueError):
         WorldConfig(min_purchases=10, max_purchases=5)
+    with pytest.raises(ConfigError, match="n_users"):
+        generate_world(n_users=0)
+    with pytest.raises(ConfigError, match="min_purchases"):
+        generate_world(n_items=5, min_purchases=6)
+    tiny = generate_world(seed=5, n_users=7, n_items=3)  # fewer items than categories
+    assert tiny.interactions.groupby("user_id").size().eq(3).all()
+    assert tiny.items["category"].nunique() == 3
     w = World.generate(WorldConfig(seed=2, n_users=1000, n_items=12, n_categories=10, mean_purchases=5))
     assert len(w.users) == 1000 and len(w.items) == 12
     assert w.items["category"].nunique() == 10  # every category is represented

@@ -212,7 +212,7 @@ class WorldConfig(BaseConfig):
 
     seed: int = 0
     n_users: int = Field(500, ge=1)
-    n_items: int = Field(400, ge=10)
+    n_items: int = Field(400, ge=3)
     n_categories: int = Field(10, ge=1, le=len(CATEGORIES))
     min_purchases: int = Field(3, ge=1)
     mean_purchases: float = Field(12.0, gt=0)
@@ -403,8 +403,12 @@ class World:
 
 
 def generate_world(seed: int = 0, n_users: int = 500, n_items: int = 400, **kwargs: Any) -> World:
-    """Generate a world; extra keyword arguments are :class:`WorldConfig` fields."""
-    return World.generate(WorldConfig(seed=seed, n_users=n_users, n_items=n_items, **kwargs))
+    """Generate a world; extra keyword arguments are :class:`WorldConfig` fields.
+
+    Bad values raise :class:`~reranker.errors.ConfigError` naming the field.
+    """
+    cfg = WorldConfig.from_dict({"seed": seed, "n_users": n_users, "n_items": n_items, **kwargs})
+    return World.generate(cfg)
 
 
 # --------------------------------------------------------------------------- internals
