@@ -117,6 +117,17 @@ def test_numpy_array_input_with_int_ids_and_duplicates() -> None:
     assert M.hit_rate(h1).tolist() == [1.0, 0.0]
 
 
+def test_accepts_rankings_and_candidates() -> None:
+    from reranker.types import Candidate, Ranking
+
+    r = Ranking.from_order(["b", "a", "c"])
+    cands = [Candidate("c"), Candidate("a")]
+    h = M.hits_matrix([r, cands], [{"a"}, {"a"}], k=3)
+    # u0: a at rank 2 -> MRR 1/2 ; u1: a at rank 2 of a 2-item list -> 1/2
+    assert h.hits.tolist() == [[False, True, False], [False, True, False]]
+    assert h.list_len.tolist() == [3, 2]
+
+
 def test_mismatched_lengths_raise() -> None:
     with pytest.raises(ValueError, match="one per user"):
         M.hits_matrix([["a"]], [{"a"}, {"b"}], k=1)

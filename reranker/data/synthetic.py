@@ -282,7 +282,7 @@ class World:
         reviews: pd.DataFrame,
         latent: _Latent,
     ) -> None:
-        self.config = config
+        self.config = config.model_copy(deep=True)  # later edits to the caller's copy do not leak
         self.items = items
         self.users = users
         self.interactions = interactions

@@ -3,7 +3,8 @@
 Representation
 --------------
 A batch of rankings is ``rankings``: one ranked list of item ids per user, either a list of
-lists (ragged is fine) or a 2-D array ``(n_users, L)``. Ground truth is ``relevant``: one
+lists (ragged is fine) or a 2-D array ``(n_users, L)``. List entries may also be objects with an
+``item_id`` (``Candidate``, ``RankedItem``), and a row may be a ``Ranking``. Ground truth is ``relevant``: one
 collection of item ids per user (a set, list or a single id string). Ids are compared as
 strings, so ``3`` and ``"3"`` are the same item.
 
@@ -82,7 +83,7 @@ def as_id_matrix(rankings: Rankings, k: int | None = None) -> tuple[np.ndarray, 
             out[:, :width] = rankings[:, :width].astype(str)
             mask[:, :width] = True
         return out, mask
-    lists = [list(r) for r in rankings]
+    lists = [_as_list(r) for r in rankings]
     n = len(lists)
     kk = k if k is not None else max((len(r) for r in lists), default=0)
     lengths = np.fromiter((min(len(r), kk) for r in lists), dtype=np.int64, count=n)
@@ -91,7 +92,9 @@ def as_id_matrix(rankings: Rankings, k: int | None = None) -> tuple[np.ndarray, 
     total = int(lengths.sum())
     if total:
         flat = np.fromiter(
-            (str(x) for x in chain.from_iterable(r[:kk] for r in lists)), dtype=object, count=total
+            (str(getattr(x, "item_id", x)) for x in chain.from_iterable(r[:kk] for r in lists)),
+            dtype=object,
+            count=total,
         )
         rows = np.repeat(np.arange(n), lengths)
         starts = np.cumsum(lengths) - lengths
@@ -99,6 +102,12 @@ def as_id_matrix(rankings: Rankings, k: int | None = None) -> tuple[np.ndarray, 
         out[rows, cols] = flat
         mask[rows, cols] = True
     return out, mask
+
+
+def _as_list(row: Any) -> list[Any]:
+    """A ranked row as a list: a `Ranking` gives its items, anything else is iterated."""
+    items = getattr(row, "items", None)
+    return list(items) if isinstance(items, tuple) else list(row)
 
 
 def _relevant_sets(relevant: Relevant) -> list[set[str]]:
