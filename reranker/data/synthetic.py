@@ -12,7 +12,8 @@ Generative story
   from per-category feature phrases. Items also carry two latent quantities that are *not*
   exposed in the catalog: a quality score and a Zipf-like popularity prior (exposure).
 - **Users.** Category preferences from a Dirichlet, a preferred price band, two favourite
-  brands, a favourite colour and a small latent factor vector.
+  brands (from categories drawn from their own tastes), a favourite colour and a small latent
+  factor vector.
 - **Affinity** (the ground truth, :meth:`World.affinity`)::
 
       a(u, i) = log(theta_u[cat_i] + eps)            # category taste
@@ -531,6 +532,8 @@ def _make_catalog(cfg: WorldConfig, rng: np.random.Generator) -> tuple[pd.DataFr
         "band": band,
         "noun": noun_id,
         "n_brands": np.array(len(brands_all)),
+        "brand_count": np.array([len(CATEGORIES[c]["brands"]) for c in names]),
+        "brand_start": np.cumsum([0] + [len(CATEGORIES[c]["brands"]) for c in names])[:-1],
         "n_colors": np.array(max(len(colors_all), 1)),
         "n_nouns": np.array(noun_offset),
         "brands_all": np.asarray(brands_all, dtype=object),
@@ -564,7 +567,12 @@ def _generate(cfg: WorldConfig) -> World:
     user_band = r_user.choice(3, size=n_u, p=[0.35, 0.45, 0.2])
     n_b = int(ca["n_brands"])
     user_brand = r_user.normal(0.0, 0.3, (n_u, n_b))
-    favs = r_user.integers(0, n_b, (n_u, 2))
+    # two favourite brands, each from a category drawn from the user's own category taste
+    fav_cat = (np.cumsum(theta, axis=1)[:, None, :] < r_user.random((n_u, 2, 1))).sum(axis=2)
+    fav_cat = np.minimum(fav_cat, n_c - 1)
+    favs = ca["brand_start"][fav_cat] + np.floor(
+        r_user.random((n_u, 2)) * ca["brand_count"][fav_cat]
+    ).astype(np.int64)
     user_brand[np.arange(n_u)[:, None], favs] += 1.0
     user_color = r_user.integers(0, int(ca["n_colors"]), n_u)
     user_vec = r_user.normal(0.0, 1.0, (n_u, d))  # u.v has variance ~ latent_scale
