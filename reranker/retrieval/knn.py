@@ -145,6 +145,8 @@ class _Operand:
         self.dense = vals.shape[0] * vals.shape[1] <= _DENSE_OPERAND_CELLS
         self._cache: dict[str, np.ndarray] = {}
         self.norms = np.sqrt(np.asarray(self.sq.sum(axis=1)).ravel())
+        inv = np.divide(1.0, self.norms, out=np.zeros_like(self.norms), where=self.norms > 0)
+        self.normed = sp.diags(inv.astype(dtype)) @ self.vals  # unit rows: cosine = dot product
 
     def get(self, what: str) -> np.ndarray | sp.csr_matrix:
         m = getattr(self, what)
@@ -185,6 +187,9 @@ def _similarity(
     kind, norm = cfg.similarity, cfg.cosine_norm
     sym = q is ref and lo == 0 and hi == ref.vals.shape[0]  # the whole square: reuse transposes
     need_freq = kind == "pearson" or cfg.min_support > 1 or cfg.shrinkage > 0
+    if kind != "pearson" and norm == "full" and not need_freq:
+        # plain vector cosine: one product of row-normalised matrices
+        return _mm(_rows(q.get("normed"), lo, hi), ref.get("normed"))
     Vq, V = _rows(q.get("vals"), lo, hi), ref.get("vals")
     Bq, B = _rows(q.get("bin"), lo, hi), ref.get("bin")
     f64 = kind == "pearson" or norm == "co_rated"
@@ -309,7 +314,7 @@ class _KNN(FittedIndex):
         blocks = range(0, n, step)
         for lo in tqdm(blocks, desc="similarity", disable=len(blocks) < 20, leave=False):
             hi = min(n, lo + step)
-            sim = _similarity(op, lo, hi, op, cfg)
+            sim = self._adjust_similarity(_similarity(op, lo, hi, op, cfg), lo, hi)
             sim[np.arange(hi - lo), np.arange(lo, hi)] = 0.0  # never your own neighbour
             r, c, v = _top_k_rows(sim, cfg.k)
             rows_.append(r + lo)
@@ -338,6 +343,17 @@ class _KNN(FittedIndex):
                 S.sort_indices()
                 self._sim_full = S
                 self._sim_key = np.repeat(np.arange(n, dtype=np.int64), np.diff(S.indptr)) * n + S.indices
+
+    def _adjust_similarity(self, sim: np.ndarray, lo: int, hi: int) -> np.ndarray:
+        """Hook: a block of x-x rating similarities (rows lo:hi, every column), before the
+        diagonal is cleared. The plain models return it unchanged; the text-enhanced ones
+        (`text_knn`) mix in a text similarity."""
+        return sim
+
+    def _adjust_query_similarity(self, sim: np.ndarray, P: sp.csr_matrix) -> np.ndarray:
+        """Hook (UserCF retrieval): similarities of query profiles `P` to every training
+        user; unchanged here."""
+        return sim
 
     def _sparse_rows(self, sim: np.ndarray, lo: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         m = self.config.max_neighbors
@@ -548,7 +564,7 @@ class UserCF(_KNN):
         cfg = self.config
         vals = P.astype(np.float64)
         q = _Operand(vals, np.float32)
-        sim = _similarity(q, 0, P.shape[0], self._op, cfg)
+        sim = self._adjust_query_similarity(_similarity(q, 0, P.shape[0], self._op, cfg), P)
         known = np.flatnonzero(uidx >= 0)
         sim[known, uidx[known]] = 0.0  # a known user is not their own neighbour
         r, c, v = _top_k_rows(sim, cfg.k)
@@ -557,18 +573,25 @@ class UserCF(_KNN):
 
 
 def make_retriever(model: str, **options) -> FittedIndex:
-    """Build a retriever by name (``itemcf``, ``usercf``, ``popular``) from keyword options."""
+    """Build a retriever by name (``itemcf``, ``usercf``, ``t-itemcf``, ``t-usercf``,
+    ``popular``) from keyword options (the T- models also take ``item_embeddings``)."""
     from .popularity import PopularityRetriever
 
     if model == "itemcf":
         return ItemCF(**options)
     if model == "usercf":
         return UserCF(**options)
+    if model in ("t-itemcf", "t-usercf"):
+        from .text_knn import TItemCF, TUserCF
+
+        return (TItemCF if model == "t-itemcf" else TUserCF)(**options)
     if model == "popular":
         if options:
             raise ConfigError(f"the popularity retriever takes no options, got {sorted(options)}")
         return PopularityRetriever()
-    raise ConfigError(f"unknown retriever model {model!r}; choose itemcf, usercf or popular")
+    raise ConfigError(
+        f"unknown retriever model {model!r}; choose itemcf, usercf, t-itemcf, t-usercf or popular"
+    )
 
 
 __all__ = [
