@@ -32,7 +32,8 @@ Generative story
   ``sigmoid(click_slope * (z - click_offset))``, z the user-standardised affinity.
 
 Cost (one thread, numpy 2.4, CPU time): the default world (500 users x 400 items, ~6.4k
-purchases) takes ~0.07 s; 100k users x 400 items (1.2 M purchases) ~6 s with ~0.7 GB peak RSS.
+purchases) takes ~0.05 s; 100k users x 400 items (1.2 M purchases) ~4.8 s CPU (9-14 s wall on
+a loaded shared 2-core machine) with ~0.7 GB peak RSS.
 Sampling is chunked over users; there is no Python loop over users or users x items.
 """
 
