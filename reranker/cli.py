@@ -105,14 +105,13 @@ def data_generate(out_dir: str, seed: int, n_users: int, n_items: int) -> None:
     from .data.synthetic import generate_world
 
     world = generate_world(seed=seed, n_users=n_users, n_items=n_items)
-    paths = world.to_csv(out_dir)
+    folder = world.to_csv(out_dir)
     ds = world.dataset
     click.echo(
         f"wrote {ds.n_users} users, {ds.n_items} items, {ds.n_interactions} interactions "
-        f"to {out_dir} (seed {seed})"
+        f"and {len(world.reviews)} reviews to {folder} (seed {seed}); read it back with "
+        f"`reranker data describe {folder} --format csv`"
     )
-    for p in paths if isinstance(paths, list | tuple) else []:
-        click.echo(f"  {p}")
 
 
 # ---------------------------------------------------------------------------- retrieval

@@ -45,6 +45,7 @@ class LearnedFusionConfig(BaseConfig):
     use_llm_hidden: bool = True
     holdout: float = Field(0.2, ge=0.0, lt=1.0, description="fraction of lists for the guard check")
     guard_k: int = Field(10, ge=1, description="NDCG cutoff of the guard check")
+    list_norm: bool = Field(True, description="z-score each traditional feature within its list first")
     seed: int = 0
 
 
@@ -101,7 +102,11 @@ class LearnedFusion:
         return self.pca_components is not None
 
     def _design(self, fl: FeatureList) -> np.ndarray:
-        parts = [fl.trad]
+        trad = fl.trad
+        if self.config.list_norm and len(trad):
+            sd = trad.std(axis=0)
+            trad = (trad - trad.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+        parts = [trad]
         if self.pca_components is not None:
             if fl.hidden is None:
                 raise ValueError("this head was fitted with LLM hidden states; pass FeatureList.hidden")
@@ -261,3 +266,138 @@ class LearnedFusion:
         head.fallback_feature = meta["fallback_feature"]
         head.fit_report = meta["fit_report"]
         return head
+
+
+# ---------------------------------------------------------------------------- training lists + ranker
+def training_lists(
+    split: Any,
+    builder: Any,
+    *,
+    n_negatives: int = 19,
+    negatives: Literal["random", "retrieved", "mixed"] = "random",
+    retriever: Any | None = None,
+    users: int | None = None,
+    history_cap: int = 20,
+    seed: int = 0,
+    batch_size: int = 64,
+    progress: bool = True,
+) -> list[FeatureList]:
+    """Lists for fitting the head, from the VALIDATION stage of a leave-one-out split (features
+    from `builder`, whose components are fitted on the train split). Per user, the validation
+    target (label 1) plus negatives (label 0) the user never interacted with:
+
+    - ``"random"``: `n_negatives` uniformly sampled unseen items (regime-B-like lists);
+    - ``"retrieved"``: the `retriever`'s top ``n_negatives + 1`` candidates, kept only for users
+      whose target is among them (regime-A-like lists: train as you serve);
+    - ``"mixed"``: half hard negatives from the retriever, half random.
+
+    Lists are shuffled with `seed`.
+    """
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from ..types import Candidate
+
+    if negatives != "random" and retriever is None:
+        raise ConfigError(f"negatives={negatives!r} needs a retriever")
+    hist = split.histories("validation", cap=history_cap)
+    targets = split.targets("validation")
+    user_ids = sorted(hist)
+    rng = np.random.default_rng(seed)
+    if users is not None and users < len(user_ids):
+        user_ids = sorted(rng.choice(user_ids, size=users, replace=False).tolist())
+    frames = [split.train.interactions, split.validation, split.test]
+    all_seen = pd.concat([f[["user_id", "item_id"]] for f in frames]).groupby("user_id")["item_id"].agg(set)
+    catalog = np.asarray(split.train.item_ids)
+    retrieved: dict[str, list[str]] = {}
+    if negatives != "random":
+        got = retriever.retrieve_batch({u: hist[u] for u in user_ids}, n_negatives + 1)
+        retrieved = {u: [c.item_id for c in cands] for u, cands in got.items()}
+    lists: list[tuple[str, list[str]]] = []
+    for u in user_ids:
+        t = targets[u]
+        if negatives == "retrieved":
+            if t not in retrieved[u]:
+                continue
+            ids = list(retrieved[u])
+        else:
+            negs = [i for i in retrieved.get(u, []) if i != t][: n_negatives // 2] if negatives == "mixed" else []
+            pool = catalog[~np.isin(catalog, list(all_seen.get(u, set()) | set(negs)))]
+            negs += rng.choice(pool, size=min(n_negatives - len(negs), len(pool)), replace=False).tolist()
+            ids = [t, *negs]
+        lists.append((u, [ids[i] for i in rng.permutation(len(ids))]))
+    if not lists:
+        raise ValueError("no training lists (no validation target among the retrieved candidates?)")
+    out: list[FeatureList] = []
+    bar = tqdm(total=len(lists), desc="learned fusion: features", disable=not progress)
+    for lo in range(0, len(lists), batch_size):
+        chunk = lists[lo : lo + batch_size]
+        fls, _ = builder.build_batch(
+            [hist[u] for u, _ in chunk],
+            [[Candidate(i, 0.0, "sampled") for i in ids] for _, ids in chunk],
+            [[1.0 if i == targets[u] else 0.0 for i in ids] for u, ids in chunk],
+        )
+        out.extend(fls)
+        bar.update(len(chunk))
+    bar.close()
+    return out
+
+
+class LearnedFusionRanker:
+    """A Ranker (and Scorer) applying a fitted `LearnedFusion` head to features from a
+    `FeatureBuilder` (see reranker.ranking.features)."""
+
+    name = "learned-fusion"
+
+    def __init__(self, builder: Any, head: LearnedFusion) -> None:
+        if list(builder.names) != list(head.feature_names):
+            raise ConfigError(
+                f"feature builder gives {builder.names} but the head was fitted on {head.feature_names}"
+            )
+        self.builder = builder
+        self.head = head
+
+    def score(self, history: Any, candidates: Sequence[Any]) -> np.ndarray:
+        if len(candidates) == 0:
+            return np.zeros(0)
+        fl, _ = self.builder.build(history, candidates)
+        return self.head.score(fl)
+
+    def rank(self, history: Any, candidates: Sequence[Any]) -> Any:
+        import time
+
+        from ..types import Ranking
+        from .base import _dedupe
+
+        t0 = time.perf_counter()
+        cands = _dedupe(candidates)
+        if not cands:
+            return Ranking((), {"ranker": self.name})
+        fl, diag = self.builder.build(history, cands)
+        scores = self.head.score(fl)
+        d = {**diag, "ranker": self.name, "latency_s": time.perf_counter() - t0}
+        return Ranking.from_scores([c.item_id for c in cands], list(scores), d)
+
+    @classmethod
+    def fit(
+        cls,
+        split: Any,
+        make_builder: Any,
+        config: LearnedFusionConfig | None = None,
+        *,
+        n_negatives: int = 19,
+        negatives: Literal["random", "retrieved", "mixed"] = "random",
+        retriever: Any | None = None,
+        users: int | None = None,
+        history_cap: int = 20,
+        seed: int = 0,
+    ) -> LearnedFusionRanker:
+        """Fit on the validation stage (components from ``make_builder(split.train)``), then
+        serve with components refitted on train + validation (``make_builder(split.train_valid())``)."""
+        config = config or LearnedFusionConfig()
+        val_builder = make_builder(split.train)
+        lists = training_lists(split, val_builder, n_negatives=n_negatives, negatives=negatives,
+                               retriever=retriever, users=users, history_cap=history_cap, seed=seed)
+        head = LearnedFusion(config, val_builder.names).fit(lists)
+        log.info("learned fusion fitted on %d lists: %s", len(lists), head.fit_report)
+        return cls(make_builder(split.train_valid()), head)

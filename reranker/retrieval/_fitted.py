@@ -296,6 +296,28 @@ class FittedIndex:
         P, uidx = self.profiles(hs)
         return self.select(P, uidx, int(n), exclude_seen)
 
+    def score_items(self, histories: Sequence[History], item_ids: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        """This model's own score of given items for each history (Scorer use, e.g. CF features
+        of the learned fusion head): the neighbour score (0 without neighbours), or the
+        popularity score for models without CF. Items not in the catalog score 0."""
+        self._check_fitted()
+        if len(histories) != len(item_ids):
+            raise ValueError(f"{len(histories)} histories but {len(item_ids)} item lists")
+        if not histories:
+            return []
+        P, uidx = self.profiles(list(histories))
+        full = self.cf_scores(P, uidx)
+        out = []
+        for row, ids in enumerate(item_ids):
+            idx = self.item_index.get_indexer([str(i) for i in ids])
+            vals = self.pop_norm if full is None else full[row]
+            out.append(np.where(idx >= 0, vals[np.maximum(idx, 0)], 0.0).astype(np.float64))
+        return out
+
+    def score(self, history: History, candidates: Sequence[Candidate]) -> np.ndarray:
+        """Scorer protocol: `score_items` for one history and its candidates."""
+        return self.score_items([history], [[c.item_id for c in candidates]])[0]
+
     def retrieve_users(
         self, user_ids: Sequence[str], n: int, exclude_seen: bool = True
     ) -> CandidateBatch:
