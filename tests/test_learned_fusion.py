@@ -61,7 +61,8 @@ def test_guard_falls_back_when_a_single_feature_beats_the_head():
         a = rng.normal(0, 100) + y + rng.uniform(0, 0.5, 10) * (1 - y)
         b = 0.5 * y + rng.normal(size=10)
         lists.append(FeatureList(np.column_stack([a, b]), y))
-    head = LearnedFusion(LearnedFusionConfig(use_llm_hidden=False), ["A", "B"]).fit(lists)
+    cfg = LearnedFusionConfig(use_llm_hidden=False, list_norm=False)  # global features only
+    head = LearnedFusion(cfg, ["A", "B"]).fit(lists)
     rep = head.fit_report
     assert rep["holdout_ndcg@10_single"]["A"] == pytest.approx(1.0)
     assert rep["holdout_ndcg@10_head"] < 1.0
