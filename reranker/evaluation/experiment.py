@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RankerType = Literal[
+BUILTIN_RANKER_TYPES: tuple[str, ...] = (
     "identity",
     "random",
     "pop",
@@ -46,7 +46,25 @@ RankerType = Literal[
     "llm-verbalizer",
     "fusion",
     "learned-fusion",
-]
+)
+_CUSTOM_RANKERS: dict[str, Callable[[RankerSpec, BuildContext], Any]] = {}
+
+
+def register_ranker_type(name: str, builder: Callable[[RankerSpec, BuildContext], Any]) -> None:
+    """Make ``type: name`` usable in experiment configs; ``builder(spec, ctx)`` returns a Ranker
+    (or a Scorer, which is wrapped in ScorerRanker). Built-in types cannot be replaced."""
+    if name in BUILTIN_RANKER_TYPES:
+        raise ConfigError(f"ranker type {name!r} is built in and cannot be re-registered")
+    _CUSTOM_RANKERS[name] = builder
+
+
+def unregister_ranker_type(name: str) -> None:
+    _CUSTOM_RANKERS.pop(name, None)
+
+
+def ranker_types() -> list[str]:
+    """Every ranker type a config may name (built-in and registered)."""
+    return [*BUILTIN_RANKER_TYPES, *_CUSTOM_RANKERS]
 RetrieverType = Literal["pop", "itemcf", "usercf"]
 TRADITIONAL_TYPES = frozenset({"identity", "random", "pop", "itemcf", "usercf"})
 LLM_TYPES = frozenset({"llm-pointwise", "llm-listwise", "llm-verbalizer"})
@@ -62,6 +80,9 @@ __all__ = [
     "RankerSpec",
     "ExperimentConfig",
     "load_experiment",
+    "register_ranker_type",
+    "unregister_ranker_type",
+    "ranker_types",
     "build_retriever",
     "build_ranker",
     "BuildContext",
@@ -162,9 +183,16 @@ class RankerSpec(BaseConfig):
     """
 
     name: str = Field(min_length=1)
-    type: RankerType
+    type: str
     params: dict[str, Any] = Field(default_factory=dict)
     users: int | None = Field(None, ge=1)
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, v: str) -> str:
+        if v not in ranker_types():
+            raise ValueError(f"unknown ranker type {v!r}; choose from {', '.join(ranker_types())}")
+        return v
 
 
 class ExperimentConfig(BaseConfig):
@@ -377,28 +405,49 @@ def build_ranker(spec: RankerSpec, ctx: BuildContext) -> Any:
         return _build_fusion(spec, ctx, what)
     if t == "learned-fusion":
         return _build_learned_fusion(spec, ctx, what)
+    if t in _CUSTOM_RANKERS:
+        obj = _CUSTOM_RANKERS[t](spec, ctx)
+        if not callable(getattr(obj, "rank", None)) and callable(getattr(obj, "score", None)):
+            obj = ScorerRanker(obj, name=spec.name)
+        return obj
     raise ConfigError(f"{what}: unknown ranker type")
 
 
 _LLM_CLASSES = {
-    "llm-pointwise": ("reranker.ranking.pointwise", "PointwiseLLMRanker", "PointwiseConfig"),
-    "llm-listwise": ("reranker.ranking.listwise", "ListwiseLLMRanker", "ListwiseConfig"),
-    "llm-verbalizer": ("reranker.ranking.verbalizer", "VerbalizerLLMRanker", "VerbalizerConfig"),
+    "llm-pointwise": ("reranker.ranking.pointwise", "PointwiseLLMRanker"),
+    "llm-listwise": ("reranker.ranking.listwise", "ListwiseLLMRanker"),
+    "llm-verbalizer": ("reranker.ranking.verbalizer", "VerbalizerLLMRanker"),
 }
 
 
-def _build_llm_ranker(spec: RankerSpec, ctx: BuildContext, what: str) -> Any:
-    module, cls_name, cfg_name = _LLM_CLASSES[spec.type]
-    cls, cfg = _import(module, [cls_name, cfg_name], what)
-    params = dict(spec.params)
-    builder = getattr(cls, "from_params", None)
+def split_llm_params(params: Mapping[str, Any], what: str) -> tuple[Any, dict[str, Any]]:
+    """Split ranker params into an `LLMConfig` (model, dtype, threads ...) and ranker kwargs."""
+    (cfg_cls,) = _import("reranker.llm.base", ["LLMConfig"], what)
+    fields = set(cfg_cls.model_fields)
     try:
-        if builder is not None:
-            return builder(catalog=ctx.catalog, cache=ctx.cache, **params)
-        config = cfg.from_dict(params) if cfg is not None else None
-        return cls(ctx.catalog, config) if config is not None else cls(ctx.catalog, **params)
+        cfg = cfg_cls.from_dict({k: v for k, v in params.items() if k in fields})
     except ConfigError as e:
         raise ConfigError(f"{what}.params: {e}") from None
+    return cfg, {k: v for k, v in params.items() if k not in fields}
+
+
+def _build_llm_ranker(spec: RankerSpec, ctx: BuildContext, what: str) -> Any:
+    module, cls_name = _LLM_CLASSES[spec.type]
+    (cls,) = _import(module, [cls_name], what)
+    cfg, kwargs = split_llm_params(spec.params, what)
+    backend = None
+    if ctx.cache is not None and getattr(ctx.cache, "enabled", False):
+        from .llm_cache import CachedBackend
+
+        backend = CachedBackend(cfg, ctx.cache)
+    try:
+        ranker = cls(cfg, catalog=ctx.catalog, backend=backend, **kwargs)
+    except TypeError as e:
+        raise ConfigError(f"{what}.params: {e}") from None
+    except ValueError as e:
+        raise ConfigError(f"{what}.params: {e}") from None
+    ranker.name = spec.name
+    return ranker
 
 
 def _build_fusion(spec: RankerSpec, ctx: BuildContext, what: str) -> Any:

@@ -63,7 +63,8 @@ class RunOptions:
     progress: bool = True
     flush_every: int = 50
     report: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
+    dataset: Any = None
+    """A ready Dataset to use instead of loading ``data`` (tests, notebooks)."""
 
 
 # ============================================================================ small helpers
@@ -89,11 +90,11 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=str(p.parent))
     try:
+        # json.dumps without indent uses the C encoder (much faster on per-user tables)
+        text = json.dumps(_jsonable(obj), allow_nan=False, separators=(",", ":"))
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(_jsonable(obj), f, indent=1, allow_nan=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
+            f.write(text)
+        os.replace(tmp, p)  # atomic: readers see the old file or the new one, never half
     except BaseException:
         try:
             os.unlink(tmp)
@@ -204,8 +205,6 @@ def rank_users(
     """
     from tqdm.auto import tqdm
 
-    from ..types import Candidate
-
     run = run or RankerRun(name)
     keys = {}
     for u in users:
@@ -214,6 +213,21 @@ def rank_users(
     found = cache.get_many(keys.values()) if cache.enabled else {}
     pending: dict[str, Any] = {}
     bar = tqdm(users, desc=name, disable=not progress, leave=False, unit="user")
+    try:
+        _rank_loop(ranker, run, bar, keys, found, pending, histories, lists, cache, precomputed, on_flush, flush_every)
+    finally:  # also on Ctrl-C: what was computed is kept for the next run
+        if pending:
+            cache.put_many(pending)
+    return run
+
+
+def _rank_loop(
+    ranker: Any, run: RankerRun, bar: Any, keys: Mapping[str, str], found: Mapping[str, Any],
+    pending: dict[str, Any], histories: Mapping[str, Any], lists: Mapping[str, Sequence[Any]],
+    cache: KVCache | NullCache, precomputed: Any, on_flush: Any, flush_every: int,
+) -> None:
+    from ..types import Candidate
+
     for i, u in enumerate(bar):
         hit = found.get(keys[u])
         if hit is None:
@@ -248,12 +262,9 @@ def rank_users(
         if (i + 1) % flush_every == 0:
             if pending:
                 cache.put_many(pending)
-                pending = {}
+                pending.clear()
             if on_flush is not None:
                 on_flush(run)
-    if pending:
-        cache.put_many(pending)
-    return run
 
 
 def diagnostics_summary(run: RankerRun, n_boot: int, seed: int) -> dict[str, Any]:
@@ -358,8 +369,9 @@ class ExperimentRunner:
         self.results = self._header()
         self.flush()
         try:
-            data = load_data(self.loaded, self.opt.data_path)
-            self.results["data"] = {k: data.describe()[k] for k in ("name", "users", "items", "interactions")}
+            data = self.opt.dataset if self.opt.dataset is not None else load_data(self.loaded, self.opt.data_path)
+            desc = data.describe()
+            self.results["data"] = {k: desc[k] for k in ("name", "users", "items", "interactions")}
             if self.cfg.protocol.regime == "rating":
                 self._run_rating(data)
             else:

@@ -1,0 +1,233 @@
+"""The evaluation cache: key-value store, LLM-call caching, fast re-runs, Ctrl-C partial results."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from reranker.data.synthetic import generate_world
+from reranker.evaluation.cache import KVCache, NullCache, make_key, open_cache, prompt_key
+from reranker.evaluation.experiment import (
+    ExperimentConfig,
+    LoadedExperiment,
+    register_ranker_type,
+    unregister_ranker_type,
+)
+from reranker.evaluation.llm_cache import CachedBackend
+from reranker.evaluation.runner import ExperimentRunner, RunOptions
+from reranker.llm.base import Generation, LLMConfig, ScoreResult
+from reranker.types import Ranking
+
+
+# ----------------------------------------------------------------------------- KVCache
+def test_put_get_survive_reopening(tmp_path):
+    path = tmp_path / "c.sqlite"
+    with KVCache(path) as c:
+        c.put("k", {"a": [1, 2.5, "x"], "b": None})
+        c.put_many({"k2": 3, "k3": "s"})
+        assert c.get("k") == {"a": [1, 2.5, "x"], "b": None}
+        assert c.get("missing", "dflt") == "dflt"
+    with KVCache(path) as c:
+        assert c.get("k2") == 3 and "k3" in c and len(c) == 3
+        assert c.get_many(["k", "k3", "nope"]) == {"k": {"a": [1, 2.5, "x"], "b": None}, "k3": "s"}
+        c.put("k2", 4)  # replace
+        assert c.get("k2") == 4
+
+
+def test_namespaces_do_not_collide(tmp_path):
+    a = KVCache(tmp_path / "c.sqlite", namespace="a")
+    b = KVCache(tmp_path / "c.sqlite", namespace="b")
+    a.put("k", 1)
+    assert b.get("k") is None and a.get("k") == 1
+    b.clear()
+    assert a.get("k") == 1
+
+
+def test_cached_runs_the_function_once(tmp_path):
+    calls = []
+
+    def fn():
+        calls.append(1)
+        return {"text": "1, 2, 3"}
+
+    c = KVCache(tmp_path / "c.sqlite")
+    assert c.cached("smollm2-135m", "prompt", fn) == {"text": "1, 2, 3"}
+    assert c.cached("smollm2-135m", "prompt", fn) == {"text": "1, 2, 3"}
+    assert len(calls) == 1
+    c.cached("other-model", "prompt", fn)  # model id is part of the key
+    c.cached("smollm2-135m", "prompt 2", fn)
+    assert len(calls) == 3
+
+
+def test_keys_are_stable_and_distinct():
+    assert make_key("a", [1, 2], {"x": 1}) == make_key("a", [1, 2], {"x": 1})
+    assert make_key("a", [1, 2]) != make_key("a", [2, 1])
+    assert prompt_key("m", "p", seed=0) != prompt_key("m", "p", seed=1)
+    assert make_key(np.float64(1.5)) == make_key(1.5)
+
+
+def test_null_cache_stores_nothing():
+    c = open_cache(None, enabled=False)
+    assert isinstance(c, NullCache)
+    c.put("k", 1)
+    assert c.get("k") is None and c.get_many(["k"]) == {} and len(c) == 0
+    n = []
+    c.cached("m", "p", lambda: n.append(1))
+    c.cached("m", "p", lambda: n.append(1))
+    assert len(n) == 2
+
+
+# ----------------------------------------------------------------------------- CachedBackend
+class CountingBackend:
+    """A deterministic toy backend that counts its calls (stands in for the transformers one)."""
+
+    def __init__(self) -> None:
+        self.config = LLMConfig()
+        self.generated = 0
+        self.scored = 0
+
+    def generate(self, prompts, max_new_tokens=None, seed=0):
+        self.generated += len(prompts)
+        return [Generation(text=f"[{len(p)}]", tokens_in=len(p), tokens_out=3) for p in prompts]
+
+    def score_prompts(self, prompts, labels, return_hidden=False):
+        self.scored += 1
+        logits = np.arange(len(prompts) * len(labels), dtype=np.float32).reshape(len(prompts), len(labels))
+        hidden = np.ones((len(prompts), 4), dtype=np.float32) if return_hidden else None
+        return ScoreResult(logits=logits, hidden=hidden, tokens_in=10)
+
+    def count_tokens(self, text):
+        return len(text)
+
+
+def test_cached_backend_serves_repeats_from_disk(tmp_path):
+    inner = CountingBackend()
+    cache = KVCache(tmp_path / "c.sqlite")
+    be = CachedBackend(LLMConfig(), cache, backend=inner)
+    g1 = be.generate(["a", "bb"], max_new_tokens=8)
+    g2 = be.generate(["bb", "ccc"], max_new_tokens=8)  # one hit, one miss
+    assert [g.text for g in g1] == ["[1]", "[2]"] and [g.text for g in g2] == ["[2]", "[3]"]
+    assert inner.generated == 3
+    be.generate(["a"], max_new_tokens=9)  # other options: a different key
+    assert inner.generated == 4
+    r1 = be.score_prompts(["p1", "p2"], ["Yes", "No"], return_hidden=True)
+    r2 = be.score_prompts(["p1", "p2"], ["Yes", "No"], return_hidden=True)
+    assert inner.scored == 1
+    np.testing.assert_array_equal(r1.logits, r2.logits)
+    np.testing.assert_array_equal(r1.hidden, r2.hidden)
+    assert be.count_tokens("abc") == 3  # delegated
+    # a fresh process (new wrapper) reads the same file
+    be2 = CachedBackend(LLMConfig(), KVCache(tmp_path / "c.sqlite"), backend=CountingBackend())
+    be2.generate(["a", "bb"], max_new_tokens=8)
+    assert be2.inner.generated == 0
+
+
+# ----------------------------------------------------------------------------- harness cache
+class SlowRanker:
+    """A deliberately slow toy ranker: sleeps per user, then reverses the list."""
+
+    delay = 0.15
+
+    def rank(self, history, candidates):
+        time.sleep(self.delay)
+        return Ranking.from_order([c.item_id for c in candidates][::-1])
+
+
+class InterruptingRanker:
+    """Raises KeyboardInterrupt (as Ctrl-C would) on its 8th user."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def rank(self, history, candidates):
+        self.n += 1
+        if self.n == 8:
+            raise KeyboardInterrupt
+        return Ranking.from_order([c.item_id for c in candidates])
+
+
+@pytest.fixture(scope="module")
+def world_dataset():
+    return generate_world(seed=1, n_users=60, n_items=80).dataset
+
+
+def _config(rtype: str, regime: str = "b") -> ExperimentConfig:
+    return ExperimentConfig.from_dict(
+        {
+            "name": "cache-test",
+            "data": {"synthetic": {"seed": 1, "n_users": 60, "n_items": 80}},
+            "protocol": {"regime": regime, "n_boot": 50, "position_bias": {"enabled": False}, "compare_to": None},
+            "retriever": {"type": "pop"},
+            "rankers": [{"name": "pop", "type": "pop"}, {"name": "toy", "type": rtype}],
+        }
+    )
+
+
+def test_rerun_with_cache_takes_under_10_percent(tmp_path, world_dataset):
+    register_ranker_type("slow-test", lambda spec, ctx: SlowRanker())
+    try:
+        loaded = LoadedExperiment(_config("slow-test"), None, [tmp_path, tmp_path])
+
+        def run():
+            opts = RunOptions(out_dir=tmp_path / "out", cache_dir=tmp_path / "cache", progress=False,
+                              report=False, dataset=world_dataset)
+            t0 = time.perf_counter()
+            res = ExperimentRunner(loaded, opts).run()
+            return time.perf_counter() - t0, res
+
+        t_first, first = run()
+        t_second, second = run()
+    finally:
+        unregister_ranker_type("slow-test")
+    n_users = first["runs"][0]["rankers"]["toy"]["n_users"]
+    assert n_users == 60 and t_first > n_users * SlowRanker.delay
+    assert t_second < 0.10 * t_first, (t_first, t_second)
+    toy2 = second["runs"][0]["rankers"]["toy"]
+    assert toy2["diagnostics"]["cache_hits"] == n_users
+    assert toy2["summary"] == first["runs"][0]["rankers"]["toy"]["summary"]
+    # latency reported for cached users is the measured one, not ~0
+    assert toy2["diagnostics"]["seconds_per_user"]["mean"] >= SlowRanker.delay
+
+
+def test_no_cache_recomputes(tmp_path, world_dataset):
+    register_ranker_type("slow-test", lambda spec, ctx: SlowRanker())
+    try:
+        loaded = LoadedExperiment(_config("slow-test"), None, [tmp_path, tmp_path])
+        for _ in range(2):
+            opts = RunOptions(users=5, out_dir=tmp_path / "out", use_cache=False, progress=False,
+                              report=False, dataset=world_dataset)
+            res = ExperimentRunner(loaded, opts).run()
+            assert res["runs"][0]["rankers"]["toy"]["diagnostics"]["cache_hits"] == 0
+    finally:
+        unregister_ranker_type("slow-test")
+
+
+def test_ctrl_c_leaves_valid_partial_results(tmp_path, world_dataset):
+    register_ranker_type("interrupt-test", lambda spec, ctx: InterruptingRanker())
+    try:
+        loaded = LoadedExperiment(_config("interrupt-test"), None, [tmp_path, tmp_path])
+        opts = RunOptions(out_dir=tmp_path / "out", cache_dir=tmp_path / "cache", progress=False,
+                          flush_every=3, dataset=world_dataset)
+        with pytest.raises(KeyboardInterrupt):
+            ExperimentRunner(loaded, opts).run()
+    finally:
+        unregister_ranker_type("interrupt-test")
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert res["status"] == "interrupted"
+    rankers = res["runs"][0]["rankers"]
+    assert rankers["pop"]["complete"] is True and rankers["pop"]["n_users"] == 60
+    toy = rankers["toy"]
+    assert toy["complete"] is False and toy["n_users"] == 6  # flushed after users 3 and 6
+    assert len(toy["per_user"]["ndcg@10"]) == 6
+    assert (tmp_path / "out" / "report.md").read_text().count("partial") >= 1
+    # the users ranked before the interrupt were cached: a resumed run skips them
+    register_ranker_type("interrupt-test", lambda spec, ctx: SlowRanker())
+    try:
+        res2 = ExperimentRunner(loaded, RunOptions(users=8, out_dir=tmp_path / "out", cache_dir=tmp_path / "cache",
+                                                   progress=False, report=False, dataset=world_dataset)).run()
+    finally:
+        unregister_ranker_type("interrupt-test")
+    assert res2["runs"][0]["rankers"]["toy"]["diagnostics"]["cache_hits"] == 7  # 8 users, 7 ranked before Ctrl-C
