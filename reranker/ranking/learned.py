@@ -391,13 +391,15 @@ class LearnedFusionRanker:
         users: int | None = None,
         history_cap: int = 20,
         seed: int = 0,
+        serve_data: Any | None = None,
     ) -> LearnedFusionRanker:
         """Fit on the validation stage (components from ``make_builder(split.train)``), then
-        serve with components refitted on train + validation (``make_builder(split.train_valid())``)."""
+        serve with components refitted on `serve_data` (default train + validation, the
+        test-stage protocol; a deployed pipeline passes all its data)."""
         config = config or LearnedFusionConfig()
         val_builder = make_builder(split.train)
         lists = training_lists(split, val_builder, n_negatives=n_negatives, negatives=negatives,
                                retriever=retriever, users=users, history_cap=history_cap, seed=seed)
         head = LearnedFusion(config, val_builder.names).fit(lists)
         log.info("learned fusion fitted on %d lists: %s", len(lists), head.fit_report)
-        return cls(make_builder(split.train_valid()), head)
+        return cls(make_builder(split.train_valid() if serve_data is None else serve_data), head)
