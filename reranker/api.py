@@ -1,0 +1,221 @@
+"""The one-call Python API: `Reranker(model, mode).rerank(history, candidates) -> Ranking`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from pydantic import Field
+
+from .config import BaseConfig
+from .errors import ConfigError, DataError
+from .llm.base import LLMConfig
+from .ranking.llm_common import Catalog, make_lookup
+from .types import Candidate, History, Item, Ranking
+
+Mode = Literal["pointwise", "listwise", "verbalizer"]
+MODES: tuple[str, ...] = ("pointwise", "listwise", "verbalizer")
+
+
+class RerankerConfig(BaseConfig):
+    """Settings of the high-level `Reranker`."""
+
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+    mode: Mode = "pointwise"
+    permutations: int = Field(default=1, ge=1)
+    """Listwise / verbalizer: shuffles averaged against position bias."""
+    window: int = Field(default=20, ge=2)
+    step: int = Field(default=10, ge=1)
+    seed: int = 0
+    max_history: int = Field(default=20, ge=0)
+    explain_top_k: int = Field(default=3, ge=0)
+
+
+class _ChainCatalog:
+    """Items given inline (dicts / Items) first, then the user's catalog."""
+
+    def __init__(self, local: dict[str, Item], base: Catalog) -> None:
+        self.local = local
+        self.base = base
+        self._base_lookup = make_lookup(base) if base is not None else None
+
+    def item(self, item_id: str) -> Item:
+        if item_id in self.local:
+            return self.local[item_id]
+        if self._base_lookup is None:
+            raise KeyError(item_id)
+        return self._base_lookup(item_id)
+
+    def catalog(self) -> dict[str, Item]:
+        out: dict[str, Item] = {}
+        if self.base is not None:
+            if hasattr(self.base, "catalog") and callable(self.base.catalog):
+                out.update(self.base.catalog())
+            elif isinstance(self.base, Mapping):
+                out.update({k: self._base_lookup(k) for k in self.base})
+        out.update(self.local)
+        return out
+
+
+def _as_item(x: Any, where: str) -> Item | None:
+    if isinstance(x, Item):
+        return x
+    if isinstance(x, Mapping):
+        try:
+            return Item.from_dict(x)
+        except ValueError as e:
+            raise DataError(f"{where}: {e}") from None
+    return None
+
+
+def _as_id(x: Any, where: str) -> str:
+    if isinstance(x, (str, int)) and not isinstance(x, bool) and str(x) != "":
+        return str(x)
+    raise DataError(f"{where}: expected an item id, an item dict or an Item, got {type(x).__name__}")
+
+
+def normalize_request(
+    history: Any, candidates: Any
+) -> tuple[History, list[Candidate], dict[str, Item]]:
+    """Accept History / ids / dicts / Items for history and Candidate / ids / dicts / Items for
+    candidates. Returns (History, candidates, items given inline)."""
+    local: dict[str, Item] = {}
+    if history is None:
+        hist = History()
+    elif isinstance(history, History):
+        hist = history
+    elif isinstance(history, (str, bytes)) or not isinstance(history, Sequence):
+        raise DataError("history must be a list of item ids / item dicts, or a History")
+    else:
+        ids = []
+        for i, x in enumerate(history):
+            it = _as_item(x, f"history[{i}]")
+            if it is not None:
+                local[it.item_id] = it
+                ids.append(it.item_id)
+            else:
+                ids.append(_as_id(x, f"history[{i}]"))
+        hist = History(None, ids)
+    if isinstance(candidates, (str, bytes)) or not isinstance(candidates, Sequence):
+        raise DataError("candidates must be a list of item ids / item dicts / Candidates")
+    cands: list[Candidate] = []
+    for i, x in enumerate(candidates):
+        if isinstance(x, Candidate):
+            cands.append(x)
+            continue
+        it = _as_item(x, f"candidates[{i}]")
+        if it is not None:
+            local[it.item_id] = it
+            score = x.get("score", 0.0) if isinstance(x, Mapping) else 0.0
+            try:
+                score = float(score)
+            except (TypeError, ValueError):
+                raise DataError(f"candidates[{i}]: score must be a number, got {score!r}") from None
+            cands.append(Candidate(it.item_id, score, "request"))
+        else:
+            cands.append(Candidate(_as_id(x, f"candidates[{i}]"), 0.0, "request"))
+    return hist, cands, local
+
+
+class Reranker:
+    """Rerank candidates for one user with a local LLM.
+
+    >>> rr = Reranker(model="smollm2-135m", mode="pointwise")
+    >>> ranking = rr.rerank(
+    ...     history=[{"id": "1", "title": "Trail shoes"}],
+    ...     candidates=[{"id": "a", "title": "Running socks"}, {"id": "b", "title": "Espresso"}])
+
+    `history` / `candidates` may be item ids (with `catalog=` a dict id -> Item or a Dataset),
+    plain dicts `{"id", "title", ...}`, Items, or a History / Candidates. The model loads on first
+    use and is shared by every Reranker with the same LLM settings.
+    """
+
+    def __init__(
+        self,
+        model: str = "smollm2-135m",
+        mode: Mode = "pointwise",
+        *,
+        catalog: Catalog = None,
+        config: RerankerConfig | None = None,
+        **options: Any,
+    ) -> None:
+        if mode not in MODES:
+            raise ConfigError(f"mode: must be one of {', '.join(MODES)}, got {mode!r}")
+        if config is None:
+            llm_fields = set(LLMConfig.model_fields)
+            llm_opts = {k: v for k, v in options.items() if k in llm_fields}
+            rest = {k: v for k, v in options.items() if k not in llm_fields}
+            config = RerankerConfig.from_dict(
+                {"llm": {**llm_opts, "model": model}, "mode": mode, **rest}
+            )
+        self.config = config
+        self.catalog = catalog
+        self._ranker = None
+        self._explainer = None
+
+    @property
+    def mode(self) -> str:
+        return self.config.mode
+
+    @property
+    def ranker(self):
+        if self._ranker is None:
+            cfg = self.config
+            common = {"catalog": self.catalog, "max_history": cfg.max_history}
+            if cfg.mode == "pointwise":
+                from .ranking.pointwise import PointwiseLLMRanker
+
+                self._ranker = PointwiseLLMRanker(cfg.llm, **common)
+            elif cfg.mode == "listwise":
+                from .ranking.listwise import ListwiseLLMRanker
+
+                self._ranker = ListwiseLLMRanker(
+                    cfg.llm, permutations=cfg.permutations, window=cfg.window, step=cfg.step,
+                    seed=cfg.seed, **common,
+                )
+            else:
+                from .ranking.verbalizer import VerbalizerLLMRanker
+
+                self._ranker = VerbalizerLLMRanker(
+                    cfg.llm, permutations=cfg.permutations, seed=cfg.seed, **common
+                )
+        return self._ranker
+
+    @property
+    def explainer(self):
+        if self._explainer is None:
+            from .explain import Explainer, ExplainerConfig
+
+            self._explainer = Explainer(
+                self.config.llm,
+                explain_config=ExplainerConfig(top_k=self.config.explain_top_k),
+                backend=self.ranker.backend,
+                prompts=self.ranker.prompts,
+            )
+        return self._explainer
+
+    def rerank(
+        self,
+        history: Any,
+        candidates: Any,
+        top_k: int | None = None,
+        explain: bool = False,
+        catalog: Catalog = None,
+    ) -> Ranking:
+        """Rank the candidates for this user (every candidate once; the first `top_k` when
+        given), optionally explaining the top `explain_top_k` (or `top_k`, if smaller)."""
+        if top_k is not None and top_k < 0:
+            raise ConfigError(f"top_k: must be >= 0, got {top_k}")
+        hist, cands, local = normalize_request(history, candidates)
+        cat = _ChainCatalog(local, catalog if catalog is not None else self.catalog)
+        ranker = self.ranker.with_catalog(cat)
+        ranking = ranker.rank(hist, cands)
+        if explain:
+            k = self.config.explain_top_k if top_k is None else min(top_k, self.config.explain_top_k)
+            ex = self.explainer
+            ex.set_catalog(cat)
+            ranking = ex.explain(hist, ranking, top_k=k)
+        return ranking.top_k(top_k) if top_k is not None else ranking
+
+
+__all__ = ["Reranker", "RerankerConfig", "normalize_request", "MODES"]

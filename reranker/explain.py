@@ -1,0 +1,226 @@
+"""Natural-language explanations for the top of a ranking, with a grounding check.
+
+An explanation is grounded when every product it names (a catalog title) is either in the
+user's history or the recommended item itself. Ungrounded explanations are regenerated once
+with a stricter prompt; if still ungrounded they are kept but visibly marked
+(`[ungrounded] ...` in the explanation and `grounded: false` in the diagnostics).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import Field
+
+from .config import BaseConfig
+from .llm.base import LLMBackend, LLMConfig
+from .llm.prompts import PromptLibrary, get_library
+from .ranking.llm_common import Catalog, make_lookup
+from .types import History, Item, Ranking
+
+log = logging.getLogger(__name__)
+
+UNGROUNDED_MARK = "[ungrounded]"
+_YEAR = re.compile(r"\s*\(\d{4}\)\s*$")
+_ARTICLE = re.compile(r"^(?P<body>.+),\s*(?P<art>the|a|an)$", re.IGNORECASE)
+
+
+class ExplainerConfig(BaseConfig):
+    """Explanation settings."""
+
+    top_k: int = Field(default=3, ge=0)
+    max_new_tokens: int = Field(default=60, ge=8)
+    min_title_chars: int = Field(default=5, ge=1)
+    """Shorter title variants are not matched (avoids flagging common words)."""
+
+
+def _norm(s: str) -> str:
+    return " ".join(re.sub(r"[^\w\s']", " ", s.lower()).split())
+
+
+def title_variants(title: str) -> set[str]:
+    """Normalised forms a text may use for a title: as is, without a trailing year, and with a
+    trailing article moved to the front ("Birdcage, The (1996)" -> "the birdcage")."""
+    out = set()
+    base = _YEAR.sub("", title).strip()
+    for t in (title, base):
+        out.add(_norm(t))
+    m = _ARTICLE.match(base)
+    if m:
+        out.add(_norm(f"{m.group('art')} {m.group('body')}"))
+        out.add(_norm(m.group("body")))
+    out.discard("")
+    return out
+
+
+def _mentions(text_norm: str, variant: str) -> bool:
+    return re.search(rf"(?<!\w){re.escape(variant)}(?!\w)", text_norm) is not None
+
+
+@dataclass
+class GroundingCheck:
+    """Which known products an explanation names, and whether all of them are allowed."""
+
+    grounded: bool
+    ungrounded: list[str]
+    cited_history: list[str]
+
+
+class TitleIndex:
+    """Catalog titles, normalised, for finding product names in free text."""
+
+    def __init__(self, items: Iterable[Item], min_chars: int = 5) -> None:
+        self.variants: dict[str, set[str]] = {}  # variant -> item ids
+        for it in items:
+            for v in title_variants(it.title):
+                if len(v) >= min_chars:
+                    self.variants.setdefault(v, set()).add(it.item_id)
+
+    def check(self, text: str, history: Sequence[Item], candidate: Item) -> GroundingCheck:
+        allowed_ids = {it.item_id for it in history} | {candidate.item_id}
+        allowed_variants = set().union(*(title_variants(it.title) for it in [*history, candidate]))
+        t = _norm(text)
+        bad, cited = [], []
+        for v, ids in self.variants.items():
+            if v not in t or not _mentions(t, v):
+                continue
+            if ids & allowed_ids or any(v in a for a in allowed_variants):
+                if ids & {it.item_id for it in history}:
+                    cited.append(v)
+                continue
+            bad.append(v)
+        # a name that is part of a longer allowed/flagged mention is not a separate product
+        bad = [b for b in bad if not any(b != o and b in o for o in bad)]
+        for it in history:
+            if any(_mentions(t, v) for v in title_variants(it.title) if len(v) >= 3):
+                cited.append(_norm(it.title))
+        return GroundingCheck(not bad, sorted(set(bad)), sorted(set(cited)))
+
+
+class Explainer:
+    """One short LLM explanation per top-k item, grounded in the user's history."""
+
+    template = "explain"
+
+    def __init__(
+        self,
+        config: LLMConfig | None = None,
+        *,
+        explain_config: ExplainerConfig | None = None,
+        backend: LLMBackend | None = None,
+        catalog: Catalog = None,
+        prompts: PromptLibrary | None = None,
+        max_history: int = 10,
+    ) -> None:
+        self.config = config or (backend.config if backend is not None else LLMConfig())
+        self.settings = explain_config or ExplainerConfig()
+        self._backend = backend
+        self.prompts = prompts or get_library(self.config.prompt_dir)
+        self.prompts.get(self.template)
+        self.max_history = max_history
+        self._index_key: Any = None
+        self._index: TitleIndex | None = None
+        self.set_catalog(catalog)
+
+    @property
+    def backend(self) -> LLMBackend:
+        if self._backend is None:
+            from .llm.hf import load_backend
+
+            self._backend = load_backend(self.config)
+        return self._backend
+
+    def set_catalog(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.lookup = make_lookup(catalog)
+        self._index = None
+
+    def title_index(self) -> TitleIndex:
+        if self._index is None:
+            cat = self.catalog
+            if cat is None:
+                items: Iterable[Item] = []
+            elif hasattr(cat, "catalog") and callable(cat.catalog):
+                items = cat.catalog().values()
+            elif isinstance(cat, Mapping):
+                items = [self.lookup(k) for k in cat]
+            else:
+                items = []
+            self._index = TitleIndex(items, self.settings.min_title_chars)
+        return self._index
+
+    def _view(self, it: Item, with_text: bool) -> dict:
+        text = self.backend.truncate_tokens(it.text, self.config.item_text_tokens) if with_text and it.text else ""
+        return {"id": it.item_id, "label": "", "title": it.title, "category": it.category or "",
+                "attrs": "", "text": text, "rating": None}
+
+    def _prompt(self, history: Sequence[Item], cand: Item, context: dict, strict: bool) -> str:
+        tpl = self.prompts.get(self.template)
+        hist = [self._view(h, False) for h in history]
+        while True:
+            p = self.backend.chat_prompt(
+                tpl.render(history=hist, candidate=self._view(cand, True), context=context, strict=strict)
+            )
+            if self.backend.count_tokens(p) + self.settings.max_new_tokens <= self.backend.max_context or not hist:
+                return p
+            hist = hist[1:]  # oldest first
+
+    def explain(self, history: History, ranking: Ranking, top_k: int | None = None) -> Ranking:
+        """The ranking with explanations on its first `top_k` items; per-item grounding results
+        go to `diagnostics["explanations"]`."""
+        t0 = time.perf_counter()
+        k = self.settings.top_k if top_k is None else top_k
+        targets = ranking.items[:k]
+        if not targets:
+            return ranking
+        hist_items = [self.lookup(i) for i in history.last(self.max_history).items]
+        context = {str(a): str(b) for a, b in (history.context or {}).items() if b not in (None, "")}
+        cands = [self.lookup(r.item_id) for r in targets]
+        index = self.title_index()
+        gens = self.backend.generate(
+            [self._prompt(hist_items, c, context, False) for c in cands], self.settings.max_new_tokens
+        )
+        texts = [g.text for g in gens]
+        tokens_in = sum(g.tokens_in for g in gens)
+        tokens_out = sum(g.tokens_out for g in gens)
+        checks = [index.check(t, hist_items, c) for t, c in zip(texts, cands, strict=True)]
+        redo = [i for i, ch in enumerate(checks) if not ch.grounded]
+        if redo:
+            regens = self.backend.generate(
+                [self._prompt(hist_items, cands[i], context, True) for i in redo], self.settings.max_new_tokens
+            )
+            for i, g in zip(redo, regens, strict=True):
+                texts[i] = g.text
+                checks[i] = index.check(g.text, hist_items, cands[i])
+                tokens_in += g.tokens_in
+                tokens_out += g.tokens_out
+        out: dict[str, str] = {}
+        details: dict[str, Any] = {}
+        for i, (c, text, ch) in enumerate(zip(cands, texts, checks, strict=True)):
+            out[c.item_id] = text if ch.grounded else f"{UNGROUNDED_MARK} {text}"
+            details[c.item_id] = {
+                "grounded": ch.grounded,
+                "regenerated": i in redo,
+                "ungrounded_mentions": ch.ungrounded,
+                "cited_history": ch.cited_history,
+            }
+            if not ch.grounded:
+                log.info("explanation for %s still ungrounded after retry: %s", c.item_id, ch.ungrounded)
+        diag = dict(ranking.diagnostics)
+        diag["explanations"] = details
+        diag["explain"] = {
+            "tokens_in": tokens_in,
+            "tokens_out": tokens_out,
+            "regenerated": len(redo),
+            "ungrounded": sum(not ch.grounded for ch in checks),
+            "latency_s": time.perf_counter() - t0,
+        }
+        return Ranking(ranking.with_explanations(out).items, diag)
+
+
+__all__ = ["Explainer", "ExplainerConfig", "TitleIndex", "GroundingCheck", "title_variants", "UNGROUNDED_MARK"]

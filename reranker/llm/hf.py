@@ -1,0 +1,358 @@
+"""In-process transformers backend: shared-prefix label scoring and batched generation on CPU."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import ModelError
+from .base import Generation, LLMConfig, ScoreResult
+from .models import materialize
+
+log = logging.getLogger(__name__)
+
+_LOADED: dict[str, HFBackend] = {}
+_LOCK = threading.Lock()
+
+
+def cpu_supports_bf16() -> bool:
+    """True when torch reports native bf16 kernels on this CPU (AVX512-BF16 / AMX)."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:  # pragma: no cover - depends on the torch build
+        return False
+
+
+def load_backend(config: LLMConfig | None = None, **overrides: Any) -> HFBackend:
+    """A process-wide cached backend per distinct config (models load once)."""
+    cfg = (config or LLMConfig()).model_copy(update=overrides) if overrides else (config or LLMConfig())
+    key = cfg.model_dump_json()
+    with _LOCK:
+        if key not in _LOADED:
+            _LOADED[key] = HFBackend(cfg)
+        return _LOADED[key]
+
+
+class HFBackend:
+    """A causal LM from transformers, run in eval + inference mode on CPU.
+
+    `score_options` runs the shared prompt prefix once and reuses its KV cache for every suffix
+    (expanded over the batch; suffixes right-padded, logits read at each one's last real token).
+    """
+
+    def __init__(self, config: LLMConfig | None = None) -> None:
+        self.config = config or LLMConfig()
+        try:
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+        except ImportError as e:  # pragma: no cover - core deps
+            raise ModelError(f"the transformers backend needs torch and transformers: {e}") from e
+        self._torch = torch
+        resolved = materialize(self.config.model)
+        if resolved.offline:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        if self.config.threads:
+            torch.set_num_threads(self.config.threads)
+        self.dtype = self._pick_dtype()
+        t0 = time.perf_counter()
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(
+                resolved.path, local_files_only=resolved.offline
+            )
+            self.model = AutoModelForCausalLM.from_pretrained(
+                resolved.path, dtype=self.dtype, local_files_only=resolved.offline
+            )
+        except OSError as e:
+            raise ModelError(f"could not load model {self.config.model!r} from {resolved.path}: {e}") from e
+        self.model.eval()
+        self.model.requires_grad_(False)
+        self.resolved = resolved
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self._decoder = self.model.base_model
+        head = self.model.get_output_embeddings()
+        self._head_w = head.weight
+        self._head_b = getattr(head, "bias", None)
+        self._label_cache: dict[tuple[str, ...], list[int]] = {}
+        log.info(
+            "loaded %s (%s) in %.1fs, dtype=%s, threads=%d",
+            self.config.model,
+            resolved.path,
+            time.perf_counter() - t0,
+            self.dtype,
+            torch.get_num_threads(),
+        )
+
+    # ------------------------------------------------------------------ basics
+    def _pick_dtype(self):
+        torch = self._torch
+        if self.config.dtype == "fp32":
+            return torch.float32
+        if self.config.dtype == "bf16":
+            return torch.bfloat16
+        return torch.bfloat16 if cpu_supports_bf16() else torch.float32
+
+    @property
+    def name(self) -> str:
+        return self.config.model
+
+    @property
+    def max_context(self) -> int:
+        own = int(getattr(self.model.config, "max_position_embeddings", 2048) or 2048)
+        return min(own, self.config.max_context) if self.config.max_context else own
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False).input_ids)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.encode(text))
+
+    def truncate_tokens(self, text: str, n_tokens: int) -> str:
+        """The text cut to at most `n_tokens` tokens (with an ellipsis when cut)."""
+        if n_tokens <= 0:
+            return ""
+        ids = self.encode(text)
+        if len(ids) <= n_tokens:
+            return text
+        return self.tokenizer.decode(ids[:n_tokens]).rstrip() + "..."
+
+    def chat_prompt(self, user_message: str, system: str | None = None) -> str:
+        """Apply the model's chat template to one user turn (plus an optional system turn)."""
+        system = system if system is not None else self.config.system_prompt
+        msgs = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": "user", "content": user_message}
+        ]
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+        head = f"{system}\n\n" if system else ""
+        return f"{head}{user_message}\n\nAnswer: "
+
+    def label_token_ids(self, labels: Sequence[str]) -> list[int]:
+        """First token of each label; labels must map to distinct tokens."""
+        key = tuple(labels)
+        if key not in self._label_cache:
+            ids = []
+            for lab in labels:
+                toks = self.encode(lab)
+                if not toks:
+                    raise ModelError(f"label {lab!r} encodes to no tokens")
+                if len(toks) > 1:
+                    log.debug("label %r is %d tokens; scoring its first token", lab, len(toks))
+                ids.append(toks[0])
+            if len(set(ids)) != len(ids):
+                raise ModelError(f"labels {list(labels)} do not map to distinct first tokens")
+            self._label_cache[key] = ids
+        return self._label_cache[key]
+
+    # ------------------------------------------------------------------ scoring
+    def _label_logits(self, h, label_ids: list[int]) -> np.ndarray:
+        w = self._head_w[label_ids].float()
+        out = h.float() @ w.T
+        if self._head_b is not None:
+            out = out + self._head_b[label_ids].float()
+        return out.cpu().numpy().astype(np.float64)
+
+    def _pad_right(self, seqs: list[list[int]]):
+        torch = self._torch
+        n = max(len(s) for s in seqs)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.full((len(seqs), n), pad, dtype=torch.long)
+        mask = torch.zeros((len(seqs), n), dtype=torch.long)
+        for i, s in enumerate(seqs):
+            ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+            mask[i, : len(s)] = 1
+        lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
+        return ids, mask, lengths
+
+    def score_options(
+        self,
+        prompt_prefix: str,
+        suffixes: Sequence[str],
+        labels: Sequence[str],
+        return_hidden: bool = False,
+    ) -> ScoreResult:
+        """Next-token logits over `labels` after `prompt_prefix + suffix`, for every suffix.
+
+        The prefix runs once; its KV cache is expanded over each batch of suffixes. Prefix and
+        suffixes are tokenized separately (use `score_prompts` to split full prompts at a
+        token boundary instead).
+        """
+        pre = self.encode(prompt_prefix) if prompt_prefix else []
+        sufs = [self.encode(s) for s in suffixes]
+        return self.score_token_ids(pre, sufs, labels, return_hidden=return_hidden)
+
+    def score_prompts(
+        self, prompts: Sequence[str], labels: Sequence[str], return_hidden: bool = False
+    ) -> ScoreResult:
+        """Score full prompts: tokenize each, share their longest common token prefix (each
+        keeps at least one token of its own), and score through the KV-cache path. The tokens
+        are exactly those of each full prompt, so results equal `score_full(prompts)`."""
+        seqs = [list(x) for x in self.tokenizer(list(prompts), add_special_tokens=False).input_ids]
+        if not seqs:
+            return ScoreResult(logits=np.zeros((0, len(labels))))
+        limit = min(len(s) for s in seqs) - 1
+        first = seqs[0]
+        n = 0
+        while n < limit and all(s[n] == first[n] for s in seqs[1:]):
+            n += 1
+        return self.score_token_ids(first[:n], [s[n:] for s in seqs], labels, return_hidden)
+
+    def score_token_ids(
+        self,
+        prefix_ids: Sequence[int],
+        suffix_ids: Sequence[Sequence[int]],
+        labels: Sequence[str],
+        return_hidden: bool = False,
+    ) -> ScoreResult:
+        """The shared-prefix KV-cache path over token ids (see `score_options`)."""
+        torch = self._torch
+        from transformers import DynamicCache
+
+        t0 = time.perf_counter()
+        label_ids = self.label_token_ids(labels)
+        pre = list(prefix_ids)
+        sufs = [list(s) for s in suffix_ids]
+        for i, s in enumerate(sufs):
+            if not s:
+                raise ModelError(f"score_options: suffix {i} is empty (needs at least one token)")
+        total = len(pre) + max((len(s) for s in sufs), default=0)
+        if total > self.max_context:
+            raise ModelError(f"prompt of {total} tokens exceeds the context of {self.max_context}")
+        logits, hiddens = [], []
+        with torch.inference_mode():
+            base_cache = None
+            if pre:
+                out = self._decoder(input_ids=torch.tensor([pre], dtype=torch.long), use_cache=True)
+                base_cache = out.past_key_values
+            bs = self.config.batch_size
+            for start in range(0, len(sufs), bs):
+                chunk = sufs[start : start + bs]
+                ids, mask, lengths = self._pad_right(chunk)
+                b = len(chunk)
+                kwargs: dict[str, Any] = {}
+                if base_cache is not None:
+                    kwargs["past_key_values"] = DynamicCache(
+                        ddp_cache_data=[
+                            (layer.keys.expand(b, -1, -1, -1), layer.values.expand(b, -1, -1, -1))
+                            for layer in base_cache.layers
+                        ]
+                    )
+                    mask = torch.cat([torch.ones((b, len(pre)), dtype=torch.long), mask], dim=1)
+                out = self._decoder(input_ids=ids, attention_mask=mask, use_cache=True, **kwargs)
+                h = out.last_hidden_state[torch.arange(b), lengths - 1]
+                logits.append(self._label_logits(h, label_ids))
+                if return_hidden:
+                    hiddens.append(h.float().cpu().numpy())
+        return ScoreResult(
+            logits=np.concatenate(logits, axis=0) if logits else np.zeros((0, len(labels))),
+            hidden=(np.concatenate(hiddens, axis=0) if hiddens else None) if return_hidden else None,
+            tokens_in=len(pre) + sum(len(s) for s in sufs),
+            latency_s=time.perf_counter() - t0,
+        )
+
+    def score_full(
+        self, prompts: Sequence[str], labels: Sequence[str], return_hidden: bool = False
+    ) -> ScoreResult:
+        """The naive path: every prompt runs in full (no shared prefix). Same outputs as
+        `score_options(prefix, suffixes)` when `prompts[i] == prefix + suffixes[i]`."""
+        torch = self._torch
+        t0 = time.perf_counter()
+        label_ids = self.label_token_ids(labels)
+        seqs = [self.encode(p) for p in prompts]
+        logits, hiddens = [], []
+        with torch.inference_mode():
+            for start in range(0, len(seqs), self.config.batch_size):
+                chunk = seqs[start : start + self.config.batch_size]
+                ids, mask, lengths = self._pad_right(chunk)
+                out = self._decoder(input_ids=ids, attention_mask=mask, use_cache=False)
+                h = out.last_hidden_state[torch.arange(len(chunk)), lengths - 1]
+                logits.append(self._label_logits(h, label_ids))
+                if return_hidden:
+                    hiddens.append(h.float().cpu().numpy())
+        return ScoreResult(
+            logits=np.concatenate(logits, axis=0),
+            hidden=np.concatenate(hiddens, axis=0) if return_hidden else None,
+            tokens_in=sum(len(s) for s in seqs),
+            latency_s=time.perf_counter() - t0,
+        )
+
+    # ------------------------------------------------------------------ generation
+    def generate(
+        self, prompts: Sequence[str], max_new_tokens: int | None = None, seed: int = 0
+    ) -> list[Generation]:
+        """Batched generation (left padding); greedy unless config.temperature > 0."""
+        torch = self._torch
+        max_new = max_new_tokens or self.config.max_new_tokens
+        sample = self.config.temperature > 0
+        results: list[Generation] = []
+        tok = self.tokenizer
+        old_side = tok.padding_side
+        tok.padding_side = "left"
+        try:
+            for start in range(0, len(prompts), self.config.batch_size):
+                chunk = list(prompts[start : start + self.config.batch_size])
+                t0 = time.perf_counter()
+                enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
+                if enc.input_ids.shape[1] + max_new > self.max_context:
+                    raise ModelError(
+                        f"prompt of {enc.input_ids.shape[1]} tokens + {max_new} new tokens exceeds "
+                        f"the context of {self.max_context}"
+                    )
+                gen_kwargs: dict[str, Any] = {
+                    "max_new_tokens": max_new,
+                    "do_sample": sample,
+                    "pad_token_id": tok.pad_token_id,
+                }
+                if sample:
+                    torch.manual_seed(seed)
+                    gen_kwargs["temperature"] = self.config.temperature
+                else:
+                    gen_kwargs.update(temperature=None, top_p=None, top_k=None)
+                with torch.inference_mode():
+                    out = self.model.generate(**enc, **gen_kwargs)
+                dt = time.perf_counter() - t0
+                n_in = enc.input_ids.shape[1]
+                for i in range(len(chunk)):
+                    new = out[i, n_in:]
+                    real = new[new != tok.pad_token_id] if tok.pad_token_id is not None else new
+                    eos = tok.eos_token_id
+                    n_out = int((new != tok.pad_token_id).sum()) + (
+                        1 if eos is not None and eos == tok.pad_token_id and (new == eos).any() else 0
+                    )
+                    results.append(
+                        Generation(
+                            text=tok.decode(real, skip_special_tokens=True).strip(),
+                            tokens_in=int(enc.attention_mask[i].sum()),
+                            tokens_out=n_out,
+                            latency_s=dt / len(chunk),
+                        )
+                    )
+        finally:
+            tok.padding_side = old_side
+        return results
+
+
+def split_common_prefix(prompts: Sequence[str]) -> tuple[str, list[str]]:
+    """Longest common prefix of the prompts, cut back to just after a newline so that every
+    suffix keeps at least one character; returns (prefix, suffixes)."""
+    if not prompts:
+        return "", []
+    first = prompts[0]
+    limit = min(len(p) for p in prompts) - 1
+    n = 0
+    while n < limit and all(p[n] == first[n] for p in prompts[1:]):
+        n += 1
+    cut = first.rfind("\n", 0, n) + 1 if n > 0 else 0
+    cut = max(0, min(cut, limit))
+    return first[:cut], [p[cut:] for p in prompts]
+
+
+__all__ = ["HFBackend", "load_backend", "cpu_supports_bf16", "split_common_prefix"]

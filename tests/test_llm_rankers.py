@@ -1,0 +1,163 @@
+"""The LLM backend and rankers on the real SmolLM2-135M (loaded once per session)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from protocol_suites import RankerSuite, ScorerSuite
+
+from reranker.errors import DataError, ModelError
+from reranker.llm.base import LLMConfig
+from reranker.ranking.base import Ranker, Scorer
+from reranker.ranking.listwise import ListwiseLLMRanker
+from reranker.ranking.pointwise import PointwiseLLMRanker
+from reranker.ranking.verbalizer import VerbalizerLLMRanker
+from reranker.types import Candidate, History
+
+# bf16 CPU kernels give slightly different roundings for different batch shapes
+BF16_ATOL = 0.2
+
+
+# ---------------------------------------------------------------------------- backend
+def test_shared_prefix_equals_naive_fp32():
+    from reranker.llm.hf import load_backend
+
+    b = load_backend(LLMConfig(model="smollm2-135m", dtype="fp32", batch_size=4))
+    head = "Items the user liked:\n" + "\n".join(f"- Movie {i}" for i in range(6)) + "\n"
+    prompts = [b.chat_prompt(head + f"Will the user like Film {c}{'!' * c}? Yes or No.") for c in range(6)]
+    shared = b.score_prompts(prompts, ["Yes", "No"], return_hidden=True)
+    naive = b.score_full(prompts, ["Yes", "No"], return_hidden=True)
+    np.testing.assert_allclose(shared.logits, naive.logits, atol=1e-3, rtol=0)
+    np.testing.assert_allclose(shared.hidden, naive.hidden, atol=1e-3, rtol=0)
+    assert shared.tokens_in < naive.tokens_in  # the prefix ran once
+
+
+def test_score_options_string_api_and_bf16_close_to_naive(smollm):
+    prefix = smollm.chat_prompt("Pick a fruit. Answer Yes or No.\nFruit:").rsplit("<|im_end|>", 1)[0]
+    res = smollm.score_options(prefix, [" apple", " banana split"], ["Yes", "No"], return_hidden=True)
+    assert res.logits.shape == (2, 2) and res.hidden.shape == (2, smollm.model.config.hidden_size)
+    naive = smollm.score_full([prefix + " apple", prefix + " banana split"], ["Yes", "No"])
+    np.testing.assert_allclose(res.logits, naive.logits, atol=BF16_ATOL * 3, rtol=0)
+    with pytest.raises(ModelError, match="empty"):
+        smollm.score_options(prefix, [""], ["Yes", "No"])
+
+
+def test_generate_is_batched_greedy_and_deterministic(smollm):
+    prompts = [smollm.chat_prompt("Say hello."), smollm.chat_prompt("Count to three: 1, 2,")]
+    a = smollm.generate(prompts, max_new_tokens=8)
+    b = smollm.generate(prompts[::-1], max_new_tokens=8)
+    assert [g.text for g in a] == [g.text for g in b[::-1]]  # left padding does not change output
+    assert all(g.text and 0 < g.tokens_out <= 8 and g.tokens_in > 0 for g in a)
+
+
+def test_count_and_truncate_tokens(smollm):
+    text = "word " * 100
+    assert smollm.count_tokens(text) >= 100
+    short = smollm.truncate_tokens(text, 10)
+    assert short.endswith("...") and smollm.count_tokens(short) <= 12
+    assert smollm.truncate_tokens("tiny", 10) == "tiny"
+
+
+def test_chat_template_applied(smollm):
+    p = smollm.chat_prompt("hello there")
+    assert "hello there" in p and p.startswith("<|im_start|>") and p.endswith("assistant\n")
+
+
+# ---------------------------------------------------------------------------- rankers
+@pytest.fixture
+def hist():
+    return History("u1", ("h1", "h2", "h3"), context={"device": "mobile", "intent": "weekend trail run"})
+
+
+@pytest.fixture
+def cands():
+    return [Candidate(f"i{j}", float(6 - j), "test") for j in range(1, 6)]
+
+
+class TestPointwiseScorer(ScorerSuite):
+    atol = BF16_ATOL
+
+    @pytest.fixture
+    def scorer(self, smollm, tiny_catalog):
+        return PointwiseLLMRanker(backend=smollm, catalog=tiny_catalog)
+
+
+class TestPointwiseRanker(RankerSuite):
+    atol = BF16_ATOL
+
+    @pytest.fixture
+    def ranker(self, smollm, tiny_catalog):
+        return PointwiseLLMRanker(backend=smollm, catalog=tiny_catalog)
+
+
+class TestListwiseRanker(RankerSuite):
+    atol = 1e-9
+
+    @pytest.fixture
+    def ranker(self, smollm, tiny_catalog):
+        return ListwiseLLMRanker(backend=smollm, catalog=tiny_catalog)
+
+
+class TestVerbalizerRanker(RankerSuite):
+    atol = BF16_ATOL
+
+    @pytest.fixture
+    def ranker(self, smollm, tiny_catalog):
+        return VerbalizerLLMRanker(backend=smollm, catalog=tiny_catalog, permutations=2)
+
+
+def test_pointwise_exact_determinism_and_hidden(smollm, tiny_catalog, hist, cands):
+    r = PointwiseLLMRanker(backend=smollm, catalog=tiny_catalog)
+    assert isinstance(r, Scorer) and isinstance(r, Ranker)
+    s1, h1, diag = r.score_with_hidden(hist, cands)
+    s2 = r.score(hist, cands)
+    np.testing.assert_array_equal(s1, s2)
+    assert h1.shape == (len(cands), smollm.model.config.hidden_size)
+    assert diag["tokens_in"] > 0 and diag["history_used"] == 3
+    ranking = r.rank(hist, cands)
+    assert ranking.diagnostics["ranker"] == "llm-pointwise"
+
+
+def test_context_reaches_prompt(smollm, tiny_catalog, hist, cands):
+    prompts, kept = PointwiseLLMRanker(backend=smollm, catalog=tiny_catalog).build_prompts(hist, cands)
+    assert kept == 3
+    assert all("intent: weekend trail run" in p and "Trail Running Shoes" in p for p in prompts)
+    assert "Running Socks" in prompts[0] and "Running Socks" not in prompts[1]
+
+
+def test_history_trimmed_oldest_first_never_candidates(tiny_catalog, cands):
+    from reranker.llm.hf import load_backend
+
+    small = load_backend(LLMConfig(model="smollm2-135m", max_context=200))
+    r = PointwiseLLMRanker(backend=small, catalog=tiny_catalog)
+    long_hist = History("u", ("h1", "h2", "h3") * 4)
+    prompts, kept = r.build_prompts(long_hist, cands)
+    assert 0 < kept < 12
+    assert all(small.count_tokens(p) <= 200 for p in prompts)
+    lw = ListwiseLLMRanker(backend=small, catalog=tiny_catalog)
+    with pytest.raises(ModelError, match="candidates alone"):
+        lw.rank(long_hist, [Candidate(i) for i in tiny_catalog] * 1)
+
+
+def test_listwise_diagnostics_and_bootstrap(smollm, tiny_catalog, hist, cands):
+    r = ListwiseLLMRanker(backend=smollm, catalog=tiny_catalog, permutations=3, seed=1)
+    ranking = r.rank(hist, cands)
+    RankerSuite.assert_complete(ranking, cands)
+    d = ranking.diagnostics
+    assert d["calls"] == 3 and len(d["raw"]) >= 3
+    assert d["valid"] + d["filled_in"] == 3 * len(cands)
+    assert d["tokens_out"] > 0 and d["latency_s"] > 0
+    assert ranking.to_dict()["diagnostics"]["raw"] == d["raw"]
+
+
+def test_listwise_sliding_window_complete(smollm, tiny_catalog, hist):
+    many = [Candidate(i) for i in tiny_catalog]  # 8 items incl. history ids
+    r = ListwiseLLMRanker(backend=smollm, catalog=tiny_catalog, window=4, step=2)
+    ranking = r.rank(hist, many)
+    RankerSuite.assert_complete(ranking, many)
+    assert ranking.diagnostics["calls"] == 3  # windows [4:8], [2:6], [0:4]
+
+
+def test_unknown_candidate_id_is_data_error(smollm, tiny_catalog, hist):
+    with pytest.raises(DataError, match="'zz'"):
+        PointwiseLLMRanker(backend=smollm, catalog=tiny_catalog).rank(hist, [Candidate("zz")])

@@ -1,0 +1,94 @@
+"""Prompt templates: discovery, variable checks at load, StrictUndefined rendering, overrides."""
+
+from __future__ import annotations
+
+import pytest
+
+from reranker.errors import PromptError
+from reranker.llm.prompts import TEMPLATE_NAMES, PromptLibrary, PromptTemplate, builtin_prompt_dirs
+
+ITEM = {"id": "x", "label": "1", "title": "Heat", "category": "Action", "attrs": "year: 1995", "text": "", "rating": None}
+
+
+def test_builtin_templates_all_load_and_declare_variables():
+    assert builtin_prompt_dirs(), "no built-in prompt folder found"
+    lib = PromptLibrary()
+    lib.check()
+    assert lib.get("rank_listwise").variables == {"history", "candidates", "context", "strict", "n"}
+    assert lib.get("score_pointwise").variables == {"history", "candidate", "context"}
+    assert set(TEMPLATE_NAMES) == {"rank_listwise", "score_pointwise", "rank_verbalizer", "explain"}
+
+
+def test_render_pointwise_includes_context_and_candidate_last():
+    lib = PromptLibrary()
+    text = lib.render(
+        "score_pointwise", history=[ITEM], candidate=dict(ITEM, title="Casino"), context={"device": "mobile"}
+    )
+    assert "device: mobile" in text
+    assert "Heat (Action)" in text
+    assert text.rstrip().splitlines()[-1].startswith("Item: Casino")
+
+
+def test_listwise_uses_numbers_not_titles_as_labels():
+    lib = PromptLibrary()
+    cands = [dict(ITEM, label=str(i + 1), title=f"T{i}") for i in range(3)]
+    text = lib.render("rank_listwise", history=[], candidates=cands, context={}, strict=True, n=3)
+    assert "[1] T0" in text and "[3] T2" in text
+    assert "ONLY the numbers 1 to 3" in text
+
+
+def test_missing_variable_at_render_names_template_and_variable():
+    lib = PromptLibrary()
+    with pytest.raises(PromptError, match=r"'score_pointwise'.*'context'"):
+        lib.render("score_pointwise", history=[], candidate=ITEM)
+
+
+def test_attribute_typo_at_render_is_prompt_error():
+    tpl = PromptTemplate("t", "{# requires: item #}{{ item.titel }}")
+    with pytest.raises(PromptError, match="'t'"):
+        tpl.render(item={"title": "x"})
+
+
+def test_undeclared_variable_fails_at_load():
+    with pytest.raises(PromptError, match=r"'bad'.*undeclared variable 'candidtes'"):
+        PromptTemplate("bad", "{# requires: candidates #}{{ candidates }}{{ candidtes }}")
+
+
+def test_declared_but_unused_variable_fails_at_load():
+    with pytest.raises(PromptError, match=r"declares variable 'history'"):
+        PromptTemplate("t", "{# requires: history, candidates #}{{ candidates }}")
+
+
+def test_missing_header_fails_at_load():
+    with pytest.raises(PromptError, match="requires"):
+        PromptTemplate("t", "{{ candidates }}")
+
+
+def test_syntax_error_names_template():
+    with pytest.raises(PromptError, match=r"'t'.*syntax error"):
+        PromptTemplate("t", "{# requires: a #}{% for x in a %}")
+
+
+def test_user_folder_overrides_by_name_and_falls_back(tmp_path):
+    (tmp_path / "explain.j2").write_text(
+        "{# requires: history, candidate, context, strict #}MINE {{ candidate.title }}"
+        "{{ history|length }}{{ context|length }}{{ strict }}"
+    )
+    lib = PromptLibrary(tmp_path)
+    out = lib.render("explain", history=[], candidate=ITEM, context={}, strict=False)
+    assert out.startswith("MINE Heat")
+    assert lib.path_of("rank_listwise").parent != tmp_path  # built-in fallback
+
+
+def test_unknown_template_and_missing_folder(tmp_path):
+    with pytest.raises(PromptError, match="not found"):
+        PromptLibrary().get("no_such_template")
+    with pytest.raises(PromptError, match="does not exist"):
+        PromptLibrary(tmp_path / "nope")
+
+
+def test_broken_user_template_fails_at_load(tmp_path):
+    (tmp_path / "score_pointwise.j2").write_text("{# requires: history #}{{ histroy }}")
+    lib = PromptLibrary(tmp_path)
+    with pytest.raises(PromptError, match="'score_pointwise'.*'histroy'"):
+        lib.check()
