@@ -323,3 +323,26 @@ def test_usercf_ad_hoc_history_finds_similar_users():
     cands = m.retrieve(History(items=["i1", "i2", "i3"], ratings=[1, 5, 5]), n=1)
     assert cands[0].item_id == "i4" and cands[0].source == "usercf"
     assert cands[0].score == pytest.approx(1.0 * 2)  # w(adhoc, dave) = 1, r(dave, i4) = 2
+
+
+@pytest.mark.parametrize("cls,opts", [(UserCF, {"similarity": "pearson"}), (ItemCF, {"similarity": "cosine"}),
+                                      (ItemCF, {"similarity": "adjusted_cosine", "positive_only": False})])
+def test_sparse_similarity_path_matches_dense(monkeypatch, cls, opts):
+    """Large problems keep the similarity sparse and predict with the flat (pair, neighbour)
+    path; forced here on small data, it must agree with the dense path."""
+    import reranker.retrieval.knn as knn
+
+    ds = suite_dataset(11)
+    dense = cls(k=4, **opts).fit(ds)
+    monkeypatch.setattr(knn, "_DENSE_SIM_CELLS", 0)
+    sparse = cls(k=4, **opts).fit(ds)
+    assert not isinstance(sparse._sim_full, np.ndarray)
+    users = list(ds.user_ids) * 2
+    items = [ds.item_ids[(7 * n) % len(ds.item_ids)] for n in range(len(users))]
+    a, b = dense.predict_batch(users, items), sparse.predict_batch(users, items)
+    np.testing.assert_allclose(a.values, b.values, atol=1e-5)
+    assert (a.fallback == b.fallback).all()
+    hs = [History(user_id=u) for u in list(ds.user_ids)[:10]]
+    assert [[c.item_id for c in x] for x in dense.retrieve_batch(hs, 5)] == [
+        [c.item_id for c in x] for x in sparse.retrieve_batch(hs, 5)
+    ]

@@ -64,6 +64,9 @@ _DENSE_SIM_CELLS = 25_000_000
 # similarity rows are computed in blocks of at most this many cells
 _BLOCK_CELLS = 8_000_000
 # (pair, neighbour) entries processed at once by the vectorised predictor
+# similarity quantisation of the top-k neighbour selection: ties below 2**-20 go to the lower index
+_Q = ((1 << 20) - 1) / 2.0
+_TWO21 = float(1 << 21)
 _PAIR_CHUNK = 1 << 19  # chunks stay below 2**21 entries: the packed sort keys need it
 
 
@@ -192,7 +195,7 @@ def _similarity(
         return _mm(_rows(q.get("normed"), lo, hi), ref.get("normed"))
     Vq, V = _rows(q.get("vals"), lo, hi), ref.get("vals")
     Bq, B = _rows(q.get("bin"), lo, hi), ref.get("bin")
-    f64 = kind == "pearson" or norm == "co_rated"
+    f64 = kind == "pearson"  # pearson's n*sum(xy) - sum(x)sum(y) cancels: combine in float64
     prods = _mm(Vq, V)
     if f64:
         prods = prods.astype(np.float64)
@@ -208,10 +211,12 @@ def _similarity(
             sim = num / np.sqrt(den)
             sim[~(den > 1e-12)] = 0.0
         elif norm == "co_rated":
-            sqi = _mm(_rows(q.get("sq"), lo, hi), B).astype(np.float64)
-            sqj = sqi.T if sym else _mm(Bq, ref.get("sq")).astype(np.float64)
+            sqi = _mm(_rows(q.get("sq"), lo, hi), B)
+            sqj = sqi.T if sym else _mm(Bq, ref.get("sq"))
             den = sqi * sqj
-            sim = prods / np.sqrt(den)
+            np.sqrt(den, out=den)
+            sim = prods
+            sim /= den
             sim[~(den > 0)] = 0.0
         else:
             den = np.outer(q.norms[lo:hi], ref.norms).astype(prods.dtype)
@@ -257,6 +262,7 @@ class _KNN(FittedIndex):
         self.fill_popular = self.config.fill_popular
         self._sim_full: np.ndarray | sp.csr_matrix | None = None
         self._sim_key: np.ndarray | None = None
+        self._neighbors: sp.csr_matrix | None = None
 
     _config_cls: type[KNNConfig] = KNNConfig
 
@@ -292,22 +298,24 @@ class _KNN(FittedIndex):
         self._op = _Operand(vals, np.float32)
         self._sim_full = None
         self._sim_key = None
-        n = X.shape[0]
-        self._compute(keep_full=n * n <= _DENSE_SIM_CELLS)  # a dense full matrix is free here
+        self._neighbors = None
+        self._compute(keep_full=False)
         log.info(
-            "%s fitted: %d x-entities, k=%d, similarity=%s, neighbour nnz=%d",
-            type(self).__name__, X.shape[0], cfg.k, cfg.similarity, self.neighbors_.nnz,
+            "%s fitted: %d x-entities, k=%d, similarity=%s",
+            type(self).__name__, X.shape[0], cfg.k, cfg.similarity,
         )
         return self
 
     def _compute(self, keep_full: bool) -> None:
-        """Block-wise similarities: top-k neighbour matrix, and the full matrix if asked."""
+        """Block-wise similarities. Small problems keep the full matrix dense (the top-k
+        neighbour matrix is then cut from it on first use); large ones keep the top-k
+        matrix, plus the full matrix as sparse rows when `keep_full`."""
         from tqdm.auto import tqdm
 
         cfg, op = self.config, self._op
         n = op.vals.shape[0]
         step = max(1, _BLOCK_CELLS // max(n, 1))
-        dense_full = keep_full and n * n <= _DENSE_SIM_CELLS
+        dense_full = n * n <= _DENSE_SIM_CELLS
         full = None
         parts_full: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         rows_, cols_, vals_ = [], [], []
@@ -316,33 +324,51 @@ class _KNN(FittedIndex):
             hi = min(n, lo + step)
             sim = self._adjust_similarity(_similarity(op, lo, hi, op, cfg), lo, hi)
             sim[np.arange(hi - lo), np.arange(lo, hi)] = 0.0  # never your own neighbour
+            if dense_full:
+                if full is None:
+                    full = sim if hi - lo == n else np.zeros((n, n), dtype=sim.dtype)
+                if full is not sim:
+                    full[lo:hi] = sim
+                continue
             r, c, v = _top_k_rows(sim, cfg.k)
             rows_.append(r + lo)
             cols_.append(c)
             vals_.append(v)
             if keep_full:
-                if dense_full:
-                    if full is None:
-                        full = sim if hi - lo == n else np.zeros((n, n), dtype=sim.dtype)
-                    if full is not sim:
-                        full[lo:hi] = sim
-                else:
-                    parts_full.append(self._sparse_rows(sim, lo))
-        self.neighbors_ = sp.csr_matrix(
-            (np.concatenate(vals_), (np.concatenate(rows_), np.concatenate(cols_))), shape=(n, n)
-        )
-        self.neighbors_.sort_indices()
+                parts_full.append(self._sparse_rows(sim, lo))
+        if dense_full:
+            self._sim_full = full
+            self._neighbors = None
+            return
+        self._neighbors = self._csr(rows_, cols_, vals_, n)
         if keep_full:
-            if full is not None:
-                self._sim_full = full
+            S = self._csr([p[0] for p in parts_full], [p[1] for p in parts_full], [p[2] for p in parts_full], n)
+            self._sim_full = S
+            self._sim_key = np.repeat(np.arange(n, dtype=np.int64), np.diff(S.indptr)) * n + S.indices
+
+    @staticmethod
+    def _csr(rows: list, cols: list, vals: list, n: int) -> sp.csr_matrix:
+        m = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
+        m.sort_indices()
+        return m
+
+    @property
+    def neighbors_(self) -> sp.csr_matrix:
+        """Top-k positive neighbours of every x (CSR, self excluded)."""
+        self._check_fitted()
+        if self._neighbors is None:
+            S = self._sim_full
+            if not isinstance(S, np.ndarray):
+                self._compute(keep_full=self._sim_full is not None)
             else:
-                r = np.concatenate([p[0] for p in parts_full])
-                c = np.concatenate([p[1] for p in parts_full])
-                v = np.concatenate([p[2] for p in parts_full])
-                S = sp.csr_matrix((v, (r, c)), shape=(n, n))
-                S.sort_indices()
-                self._sim_full = S
-                self._sim_key = np.repeat(np.arange(n, dtype=np.int64), np.diff(S.indptr)) * n + S.indices
+                n = S.shape[0]
+                step = max(1, _BLOCK_CELLS // max(n, 1))
+                parts = [_top_k_rows(S[lo : lo + step], self.config.k) for lo in range(0, n, step)]
+                self._neighbors = self._csr(
+                    [p[0] + lo for p, lo in zip(parts, range(0, n, step), strict=True)],
+                    [p[1] for p in parts], [p[2] for p in parts], n,
+                )
+        return self._neighbors
 
     def _adjust_similarity(self, sim: np.ndarray, lo: int, hi: int) -> np.ndarray:
         """Hook: a block of x-x rating similarities (rows lo:hi, every column), before the
@@ -419,7 +445,11 @@ class _KNN(FittedIndex):
         values = np.full(P, np.nan)
         used = np.zeros(P, dtype=np.int64)
         valid = np.flatnonzero((xs >= 0) & (ys >= 0))
-        if len(valid):
+        if len(valid) and isinstance(self._sim_full, np.ndarray):
+            v, k = self._predict_grouped(xs[valid], ys[valid])
+            values[valid] = v
+            used[valid] = k
+        elif len(valid):
             indptr = self.Yt.indptr
             counts = (indptr[ys[valid] + 1] - indptr[ys[valid]]).astype(np.int64)
             csum = np.cumsum(counts)
@@ -445,6 +475,60 @@ class _KNN(FittedIndex):
         values = np.clip(values, lo, hi)
         return BatchPrediction(values, fallback, used)
 
+    def _predict_grouped(self, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Dense-similarity predictor: pairs grouped by y; per group one (targets x raters)
+        block of similarities and a row-wise top-k partition (a loop over the distinct y of
+        the batch, not over pairs)."""
+        cfg = self.config
+        S = self._sim_full
+        k = cfg.k
+        with_means = getattr(cfg, "with_means", not self.item_based)
+        centred_data = self.Yt.data - self.x_means[self.Yt.indices] if with_means else self.Yt.data
+        base_all = self.x_means if with_means else np.zeros(len(self.x_means))
+        order = np.argsort(ys, kind="stable")
+        ys_s = ys[order]
+        starts = np.flatnonzero(np.r_[True, ys_s[1:] != ys_s[:-1]])
+        ends = np.r_[starts[1:], len(ys_s)]
+        num = np.zeros(len(xs))
+        den = np.zeros(len(xs))
+        cnt = np.zeros(len(xs), dtype=np.int64)
+        indptr, indices = self.Yt.indptr, self.Yt.indices
+        pos_only = cfg.positive_only
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+            y = int(ys_s[a])
+            lo, hi = int(indptr[y]), int(indptr[y + 1])
+            if hi == lo:
+                continue
+            sel = order[a:b]
+            r = centred_data[lo:hi]
+            W = S[xs[sel][:, None], indices[lo:hi]]  # (targets, raters of y)
+            if pos_only:
+                np.maximum(W, 0.0, out=W)
+            else:
+                W[W == 0] = -np.inf  # zero = no similarity: never chosen over a negative one
+            m = hi - lo
+            if m > k:
+                # the k largest; ties (at the 2**-20 resolution of the flat path) go to the
+                # lower neighbour index, exactly as in `_predict_chunk`
+                key = np.rint((1.0 - np.clip(W, -1.0, 1.0)) * _Q) * -_TWO21 - np.arange(m)
+                if not pos_only:
+                    key[np.isinf(W)] = -np.inf
+                idx = np.argpartition(key, m - k, axis=1)[:, m - k :]
+                W = W[np.arange(b - a)[:, None], idx]
+                if not pos_only:
+                    W[np.isinf(W)] = 0.0
+                num[sel] = np.einsum("ij,ij->i", W, r[idx])
+            else:
+                if not pos_only:
+                    W[np.isinf(W)] = 0.0
+                num[sel] = W @ r
+            den[sel] = np.abs(W).sum(axis=1)
+            cnt[sel] = np.count_nonzero(W, axis=1)
+        ok = den > 0
+        out_v = np.full(len(xs), np.nan)
+        out_v[ok] = base_all[xs[ok]] + num[ok] / den[ok]
+        return out_v, np.where(ok, cnt, 0)
+
     def _predict_chunk(self, xs: np.ndarray, ys: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.config
         P = len(xs)
@@ -467,7 +551,7 @@ class _KNN(FittedIndex):
             # keep the k largest similarities per pair: one int64 sort of packed
             # (pair, quantised similarity desc, entry) keys; ties keep neighbour order
             long = np.flatnonzero(lens[seg] > cfg.k)
-            wq = np.rint((1.0 - np.clip(w[long], -1.0, 1.0)) * ((1 << 20) - 1) / 2.0).astype(np.int64)
+            wq = np.rint((1.0 - np.clip(w[long], -1.0, 1.0)) * _Q).astype(np.int64)
             key = (seg[long].astype(np.int64) << 42) | (wq << 21) | np.arange(len(long), dtype=np.int64)
             key.sort()
             order = long[key & ((1 << 21) - 1)]
