@@ -232,3 +232,17 @@ def test_factory_builds_text_models():
     u = make_retriever("t-usercf", k=5, mu=0.3, item_embeddings=emb).fit(data)
     assert isinstance(u, TUserCF)
     assert u.retrieve(History(user_id="u1"), n=3)
+
+
+def test_centered_embeddings_mu_one():
+    data, emb = suite_dataset(), embeddings()
+    m = TItemCF(k=5, mu=1.0, center_embeddings=True, item_embeddings=emb).fit(data)
+    units = {k: unit(v) for k, v in emb.items()}
+    mean = np.mean(list(units.values()), axis=0)
+    c = {k: unit(v - mean) for k, v in units.items()}
+    for a, b in [("i0", "i1"), ("i3", COLD), ("i7", "i12")]:
+        assert m.similarity(a, b) == pytest.approx(float(c[a] @ c[b]), abs=1e-5)
+    u = TUserCF(k=5, mu=1.0, center_embeddings=True, item_embeddings=emb).fit(data)
+    pa = unit(sum(c[i] for i in data.history("u0").items))
+    pb = unit(sum(c[i] for i in data.history("u1").items))
+    assert u.similarity("u0", "u1") == pytest.approx(float(pa @ pb), abs=1e-5)

@@ -29,7 +29,10 @@ asked for the fitted catalog's ids at ``fit`` time::
     enc = ItemEncoder(dataset, disk_cache=True)
     m = TItemCF(k=20, mu=0.3, item_embeddings=enc.encode_catalog()).fit(dataset)
 
-Items without an embedding get a zero vector (no text similarity; logged). The text term
+Items without an embedding get a zero vector (no text similarity; logged). Sentence
+embeddings of short, similar texts share a large common direction, so their cosines are all
+high; ``center_embeddings=True`` subtracts the catalog's mean embedding first (an option, off
+by default: the seed paper uses the plain cosine). The text term
 makes the similarity matrix dense: for catalogs beyond a few thousand items set
 ``max_neighbors`` to bound the stored full similarity.
 """
@@ -60,6 +63,9 @@ class TItemCFConfig(ItemCFConfig):
 
     kind: Literal["t-itemcf"] = "t-itemcf"  # type: ignore[assignment]
     mu: float = Field(0.3, ge=0.0, le=1.0, description="weight of the text cosine (0: plain ItemCF)")
+    center_embeddings: bool = Field(
+        False, description="subtract the catalog's mean embedding before the cosine"
+    )
 
 
 class TUserCFConfig(UserCFConfig):
@@ -67,6 +73,9 @@ class TUserCFConfig(UserCFConfig):
 
     kind: Literal["t-usercf"] = "t-usercf"  # type: ignore[assignment]
     mu: float = Field(0.3, ge=0.0, le=1.0, description="weight of the text cosine (0: plain UserCF)")
+    center_embeddings: bool = Field(
+        False, description="subtract the catalog's mean item embedding before pooling / cosine"
+    )
     profile_weighting: Literal["mean", "rating"] = Field(
         "mean", description="profile embedding: plain mean of item embeddings, or rating-weighted"
     )
@@ -198,7 +207,16 @@ class _TextMixin:
                 f"{type(self).__name__} needs item text embeddings: pass item_embeddings= "
                 "(a mapping id -> vector, (ids, matrix), or an encoder with encode_items)"
             )
-        self.item_emb_ = align_embeddings(self._embedding_source, self.item_ids)
+        emb = align_embeddings(self._embedding_source, self.item_ids)
+        if self.config.center_embeddings:
+            # sentence embeddings share a large common direction; removing the catalog mean
+            # spreads the cosines (items with no embedding stay zero)
+            present = np.linalg.norm(emb, axis=1) > 0
+            if present.any():
+                emb = emb.copy()
+                emb[present] -= emb[present].mean(axis=0)
+                emb = _l2_rows(emb)
+        self.item_emb_ = emb
         self.x_emb_ = self.item_emb_ if self.item_based else self._profile_embeddings(self.R)
 
     def _profile_embeddings(self, P: sp.csr_matrix) -> np.ndarray:
