@@ -6,11 +6,15 @@ x-by-y feedback matrix, computes x-x similarities block-wise with dense/sparse p
 (no Python loop over users x items) and keeps
 
 - ``neighbors_``: a sparse CSR matrix with the top-``k`` positive neighbours of every x
-  (self excluded) -- used for candidate retrieval (ItemCF);
-- the full similarity (dense when small, else sparse, optionally pruned to
-  ``max_neighbors`` per row) -- used for rating prediction, where the k neighbours are chosen
-  among those that rated the target (Surprise's KNNWithMeans semantics). For ItemCF it is
-  built lazily by the first prediction call; UserCF needs it for retrieval too.
+  (self excluded) -- used for ItemCF candidate retrieval;
+- the full similarity -- used for rating prediction, where the k neighbours are chosen
+  among those that rated the target (Surprise's KNNWithMeans semantics).
+
+Up to 5000 x-entities (25M cells) the full matrix is kept dense at fit (it is computed
+anyway) and ``neighbors_`` is cut from it on first use. Beyond that, fit keeps only the
+sparse ``neighbors_``; the first prediction call computes the full similarity block by block
+and stores it as sparse rows (optionally pruned to ``max_neighbors`` per row). UserCF
+retrieval computes the query users' similarities on the fly, so ad-hoc histories work.
 
 Similarities (on the fit data):
 
@@ -263,6 +267,7 @@ class _KNN(FittedIndex):
         self._sim_full: np.ndarray | sp.csr_matrix | None = None
         self._sim_key: np.ndarray | None = None
         self._neighbors: sp.csr_matrix | None = None
+        self._pred_key: np.ndarray | None = None
 
     _config_cls: type[KNNConfig] = KNNConfig
 
@@ -299,6 +304,7 @@ class _KNN(FittedIndex):
         self._sim_full = None
         self._sim_key = None
         self._neighbors = None
+        self._pred_key = None
         self._compute(keep_full=False)
         log.info(
             "%s fitted: %d x-entities, k=%d, similarity=%s",
@@ -313,6 +319,7 @@ class _KNN(FittedIndex):
         from tqdm.auto import tqdm
 
         cfg, op = self.config, self._op
+        self._pred_key = None  # derived from the full similarity: recomputed on demand
         n = op.vals.shape[0]
         step = max(1, _BLOCK_CELLS // max(n, 1))
         dense_full = n * n <= _DENSE_SIM_CELLS
@@ -494,36 +501,41 @@ class _KNN(FittedIndex):
         cnt = np.zeros(len(xs), dtype=np.int64)
         indptr, indices = self.Yt.indptr, self.Yt.indices
         pos_only = cfg.positive_only
+        if self._pred_key is None:
+            # selection key of every x-x pair: quantised similarity (ties below 2**-20 go to the
+            # lower neighbour index, as in `_predict_chunk`); non-qualifying pairs -> -inf
+            key = np.rint((1.0 - np.clip(S, -1.0, 1.0)) * _Q)
+            key *= -_TWO21
+            key[(S <= 0) if pos_only else (S == 0)] = -np.inf
+            self._pred_key = key
+        key_all = self._pred_key
+        ar = np.arange(int(np.diff(indptr).max(initial=0)) + 1, dtype=np.float64)
         for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
             y = int(ys_s[a])
             lo, hi = int(indptr[y]), int(indptr[y + 1])
-            if hi == lo:
+            m = hi - lo
+            if m == 0:
                 continue
             sel = order[a:b]
+            xsel = xs[sel][:, None]
+            nbs = indices[lo:hi]
             r = centred_data[lo:hi]
-            W = S[xs[sel][:, None], indices[lo:hi]]  # (targets, raters of y)
-            if pos_only:
-                np.maximum(W, 0.0, out=W)
-            else:
-                W[W == 0] = -np.inf  # zero = no similarity: never chosen over a negative one
-            m = hi - lo
             if m > k:
-                # the k largest; ties (at the 2**-20 resolution of the flat path) go to the
-                # lower neighbour index, exactly as in `_predict_chunk`
-                key = np.rint((1.0 - np.clip(W, -1.0, 1.0)) * _Q) * -_TWO21 - np.arange(m)
-                if not pos_only:
-                    key[np.isinf(W)] = -np.inf
-                idx = np.argpartition(key, m - k, axis=1)[:, m - k :]
-                W = W[np.arange(b - a)[:, None], idx]
-                if not pos_only:
-                    W[np.isinf(W)] = 0.0
-                num[sel] = np.einsum("ij,ij->i", W, r[idx])
+                kk = key_all[xsel, nbs]
+                kk -= ar[:m]
+                idx = np.argpartition(kk, m - k, axis=1)[:, m - k :]  # the k best raters
+                W = S[xsel, nbs[idx]]
+                R = r[idx]
+                if pos_only:
+                    np.maximum(W, 0.0, out=W)
+                num[sel] = np.einsum("ij,ij->i", W, R)
             else:
-                if not pos_only:
-                    W[np.isinf(W)] = 0.0
+                W = S[xsel, nbs]  # (targets, raters of y)
+                if pos_only:
+                    np.maximum(W, 0.0, out=W)
                 num[sel] = W @ r
             den[sel] = np.abs(W).sum(axis=1)
-            cnt[sel] = np.count_nonzero(W, axis=1)
+            cnt[sel] = (W != 0).sum(axis=1)
         ok = den > 0
         out_v = np.full(len(xs), np.nan)
         out_v[ok] = base_all[xs[ok]] + num[ok] / den[ok]
