@@ -483,24 +483,18 @@ class _KNN(FittedIndex):
         return BatchPrediction(values, fallback, used)
 
     def _predict_grouped(self, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Dense-similarity predictor: pairs grouped by y; per group one (targets x raters)
-        block of similarities and a row-wise top-k partition (a loop over the distinct y of
-        the batch, not over pairs)."""
+        """Dense-similarity predictor, fully vectorised: every pair's candidate neighbours
+        (the x's that rated its y) form one padded row; pairs are bucketed by neighbour count
+        (geometric levels, so padding wastes < 30%) and each bucket is processed as one 2-D
+        block: gather similarities, row-wise top-k partition, weighted sums."""
         cfg = self.config
         S = self._sim_full
         k = cfg.k
-        with_means = getattr(cfg, "with_means", not self.item_based)
-        centred_data = self.Yt.data - self.x_means[self.Yt.indices] if with_means else self.Yt.data
-        base_all = self.x_means if with_means else np.zeros(len(self.x_means))
-        order = np.argsort(ys, kind="stable")
-        ys_s = ys[order]
-        starts = np.flatnonzero(np.r_[True, ys_s[1:] != ys_s[:-1]])
-        ends = np.r_[starts[1:], len(ys_s)]
-        num = np.zeros(len(xs))
-        den = np.zeros(len(xs))
-        cnt = np.zeros(len(xs), dtype=np.int64)
-        indptr, indices = self.Yt.indptr, self.Yt.indices
         pos_only = cfg.positive_only
+        with_means = getattr(cfg, "with_means", not self.item_based)
+        indptr, indices = self.Yt.indptr, self.Yt.indices
+        vals = self.Yt.data - self.x_means[indices] if with_means else self.Yt.data
+        base_all = self.x_means if with_means else np.zeros(len(self.x_means))
         if self._pred_key is None:
             # selection key of every x-x pair: quantised similarity (ties below 2**-20 go to the
             # lower neighbour index, as in `_predict_chunk`); non-qualifying pairs -> -inf
@@ -509,37 +503,57 @@ class _KNN(FittedIndex):
             key[(S <= 0) if pos_only else (S == 0)] = -np.inf
             self._pred_key = key
         key_all = self._pred_key
-        ar = np.arange(int(np.diff(indptr).max(initial=0)) + 1, dtype=np.float64)
-        for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
-            y = int(ys_s[a])
-            lo, hi = int(indptr[y]), int(indptr[y + 1])
-            m = hi - lo
-            if m == 0:
+        P = len(xs)
+        starts = indptr[ys].astype(np.int64)
+        counts = indptr[ys + 1].astype(np.int64) - starts
+        num = np.zeros(P)
+        den = np.zeros(P)
+        cnt = np.zeros(P, dtype=np.int64)
+        levels = np.unique(np.ceil(1.3 ** np.arange(0, 80)).astype(np.int64))
+        levels = levels[: int(np.searchsorted(levels, max(int(counts.max(initial=0)), 1))) + 1]
+        bucket = np.searchsorted(levels, counts)
+        order = np.argsort(bucket, kind="stable")
+        b_sorted = bucket[order]
+        bounds = np.flatnonzero(np.r_[True, b_sorted[1:] != b_sorted[:-1], True])
+        for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            width = int(levels[b_sorted[a]])
+            if width == 0:
                 continue
-            sel = order[a:b]
-            xsel = xs[sel][:, None]
-            nbs = indices[lo:hi]
-            r = centred_data[lo:hi]
-            if m > k:
-                kk = key_all[xsel, nbs]
-                kk -= ar[:m]
-                idx = np.argpartition(kk, m - k, axis=1)[:, m - k :]  # the k best raters
-                W = S[xsel, nbs[idx]]
-                R = r[idx]
-                if pos_only:
-                    np.maximum(W, 0.0, out=W)
-                num[sel] = np.einsum("ij,ij->i", W, R)
-            else:
-                W = S[xsel, nbs]  # (targets, raters of y)
-                if pos_only:
-                    np.maximum(W, 0.0, out=W)
-                num[sel] = W @ r
-            den[sel] = np.abs(W).sum(axis=1)
-            cnt[sel] = (W != 0).sum(axis=1)
+            step = max(1, _PAIR_CHUNK // width)
+            for lo in range(a, b, step):
+                sel = order[lo : min(b, lo + step)]
+                self._padded_block(sel, xs, starts, counts, width, indices, vals, S, key_all,
+                                   k, pos_only, num, den, cnt)
         ok = den > 0
-        out_v = np.full(len(xs), np.nan)
+        out_v = np.full(P, np.nan)
         out_v[ok] = base_all[xs[ok]] + num[ok] / den[ok]
         return out_v, np.where(ok, cnt, 0)
+
+    @staticmethod
+    def _padded_block(sel, xs, starts, counts, width, indices, vals, S, key_all, k, pos_only,
+                      num, den, cnt) -> None:
+        """One bucket of pairs `sel`, neighbour lists padded to `width` (see `_predict_grouped`)."""
+        ar = np.arange(width)
+        valid = ar[None, :] < counts[sel][:, None]
+        pos = np.where(valid, starts[sel][:, None] + ar[None, :], 0)
+        nb = indices[pos]
+        xcol = xs[sel][:, None]
+        if width > k:
+            kk = key_all[xcol, nb]
+            kk -= ar
+            kk[~valid] = -np.inf
+            idx = np.argpartition(kk, width - k, axis=1)[:, width - k :]
+            rows = np.arange(len(sel))[:, None]
+            valid = valid[rows, idx]
+            nb = nb[rows, idx]
+            pos = pos[rows, idx]
+        W = S[xcol, nb]
+        W[~valid] = 0.0
+        if pos_only:
+            np.maximum(W, 0.0, out=W)
+        num[sel] = np.einsum("ij,ij->i", W, vals[pos])
+        den[sel] = np.abs(W).sum(axis=1)
+        cnt[sel] = (W != 0).sum(axis=1)
 
     def _predict_chunk(self, xs: np.ndarray, ys: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.config
