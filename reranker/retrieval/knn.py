@@ -534,12 +534,14 @@ class _KNN(FittedIndex):
                       num, den, cnt) -> None:
         """One bucket of pairs `sel`, neighbour lists padded to `width` (see `_predict_grouped`)."""
         ar = np.arange(width)
-        valid = ar[None, :] < counts[sel][:, None]
-        pos = np.where(valid, starts[sel][:, None] + ar[None, :], 0)
+        cs = counts[sel][:, None]
+        valid = ar[None, :] < cs
+        pos = starts[sel][:, None] + np.minimum(ar[None, :], cs - 1)  # pad = repeat the last
         nb = indices[pos]
         xcol = xs[sel][:, None]
         if width > k:
-            kk = key_all[xcol, nb]
+            flat = xcol * key_all.shape[1]
+            kk = np.take(key_all, flat + nb)  # key_all is C-contiguous: flat indexing
             kk -= ar
             kk[~valid] = -np.inf
             idx = np.argpartition(kk, width - k, axis=1)[:, width - k :]
