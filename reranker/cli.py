@@ -191,6 +191,12 @@ def eval_cmd(config_path: str, users: int | None, seed: int | None, out_dir: str
     opts = RunOptions(users=users, seed=seed, out_dir=out_dir, data_path=data_path,
                       use_cache=not no_cache, progress=not no_progress)
     runner = ExperimentRunner(loaded, opts)
+    import signal
+
+    def _stop(signum: int, frame: Any) -> None:  # SIGTERM behaves like Ctrl-C: partial results
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
     try:
         res = runner.run()
     except KeyboardInterrupt:
@@ -199,6 +205,83 @@ def eval_cmd(config_path: str, users: int | None, seed: int | None, out_dir: str
     click.echo(f"{res['experiment']}: {res['status']} in {res['wall_time_s']:.1f} s")
     click.echo(f"  results  {runner.results_path}")
     click.echo(f"  report   {runner.out_dir / 'report.md'}")
+
+
+# ---------------------------------------------------------------------------- models
+@main.group(cls=_Group)
+def models() -> None:
+    """Resolve and prepare local models."""
+
+
+@models.command("prepare")
+@click.argument("specs", nargs=-1)
+def models_prepare(specs: tuple[str, ...]) -> None:
+    """Resolve model specs and convert GGUF files to the bf16 safetensors cache (once).
+
+    With no SPECS, prepares the default LLM (smollm2-135m)."""
+    from .llm.models import materialize
+
+    for spec in specs or ("smollm2-135m",):
+        m = materialize(spec)
+        click.echo(f"{spec}: {m.kind} {m.path}")
+
+
+# ---------------------------------------------------------------------------- demo
+@main.command("demo")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Pipeline YAML (default: configs/pipeline-demo.yaml when present, else built-in defaults).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--users", "n_users", type=click.IntRange(min=10), default=500, show_default=True)
+@click.option("--items", "n_items", type=click.IntRange(min=20), default=400, show_default=True)
+@click.option("--eval-users", type=click.IntRange(min=1), default=60, show_default=True,
+              help="Held-out users for the traditional-vs-hybrid table.")
+@click.option("--no-explain", is_flag=True, help="Skip the LLM explanations.")
+def demo_cmd(config_path: str | None, seed: int, n_users: int, n_items: int, eval_users: int, no_explain: bool) -> None:
+    """Generate a shop, recommend with ItemCF + SmolLM2 + MiniLM, explain, and compare."""
+    from pathlib import Path
+
+    from .demo import format_demo, run_demo
+
+    if config_path is None:
+        default = Path(__file__).resolve().parent.parent / "configs" / "pipeline-demo.yaml"
+        config_path = str(default) if default.is_file() else None
+    res = run_demo(config_path, seed=seed, n_users=n_users, n_items=n_items,
+                   eval_users=eval_users, explain=not no_explain)
+    click.echo(format_demo(res))
+
+
+# ---------------------------------------------------------------------------- rerank
+@main.command("rerank")
+@click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False),
+              help='Request JSON: {"history": [item dicts], "candidates": [item dicts], "context": {...}}.')
+@click.option("--model", default="smollm2-135m", show_default=True, help="Preset, folder, .gguf or hub id.")
+@click.option("--mode", type=click.Choice(["pointwise", "listwise", "verbalizer"]), default="pointwise",
+              show_default=True)
+@click.option("--top-k", type=click.IntRange(min=1), default=None, help="Return the first K only.")
+@click.option("--explain", is_flag=True, help="Explain the top items (grounded in the history).")
+@click.option("--permutations", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Listwise/verbalizer shuffles averaged against position bias.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads.")
+@click.option("--json", "as_json", is_flag=True, help="Print the Ranking as JSON.")
+def rerank_cmd(input_path: str, model: str, mode: str, top_k: int | None, explain: bool,
+               permutations: int, threads: int | None, as_json: bool) -> None:
+    """Rerank the candidates of one request with a local LLM."""
+    from .llm.request import load_request
+
+    req = load_request(input_path)
+    from .api import Reranker
+
+    ranking = Reranker(model=model, mode=mode, permutations=permutations, threads=threads).rerank(
+        req.history, req.candidates, top_k=top_k, explain=explain, context=req.context, user_id=req.user_id
+    )
+    if as_json:
+        emit_json(ranking.to_dict())
+        return
+    titles = {str(c.get("id", c.get("item_id"))): c.get("title", "") for c in req.candidates}
+    for r in ranking:
+        click.echo(f"{r.rank:>3}  {r.score:>9.3f}  {r.item_id:<12} {titles.get(r.item_id, '')}")
+        if r.explanation:
+            click.echo(f"       {r.explanation}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -398,8 +398,9 @@ class Pipeline:
 
         if self.llm is None:
             raise ConfigError("explain: needs ranking.llm.enabled")
-        explainer = Explainer(backend=self.llm.backend, catalog=self.data)
-        return explainer.explain(history, ranking, top_k=self.config.explain.top_k)
+        if getattr(self, "_explainer", None) is None:
+            self._explainer = Explainer(backend=self.llm.backend, catalog=self.data)
+        return self._explainer.explain(history, ranking, top_k=self.config.explain.top_k)
 
     # ------------------------------------------------------------------ persistence
     def save(self, folder: str | Path) -> Path:
