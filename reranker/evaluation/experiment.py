@@ -282,6 +282,8 @@ class BuildContext:
     catalog: Dataset
     cache: Any = None
     seed: int = 0
+    split: Any = None
+    """The leave-one-out split (learned fusion fits its head on the validation stage)."""
     built: dict[str, Any] = field(default_factory=dict)
     _retrievers: dict[str, Any] = field(default_factory=dict)
 
@@ -494,12 +496,58 @@ def _as_scorer(ranker: Any) -> Any:
     return RankerAsScorer(ranker)
 
 
+_LEARNED_KEYS = {"itemcf", "usercf", "popularity", "recency_days", "bert", "llm", "head", "train_users",
+                 "negatives", "n_negatives", "history_cap"}
+
+
 def _build_learned_fusion(spec: RankerSpec, ctx: BuildContext, what: str) -> Any:
-    cls, _ = _import("reranker.ranking.fusion", ["LearnedFusionRanker", "LearnedFusionConfig"], what)
-    builder = getattr(cls, "from_params", None)
-    if builder is None:
-        raise ConfigError(f"{what}: LearnedFusionRanker.from_params is not implemented yet")
-    return builder(fit_data=ctx.fit_data, catalog=ctx.catalog, cache=ctx.cache, **spec.params)
+    """The learned head over CF / popularity / recency / BERT (and optionally the pointwise LLM's
+    logit + hidden state), fitted on the validation stage of the experiment's split.
+
+    params: ``itemcf`` / ``usercf`` (kNN options or null), ``popularity`` (bool), ``recency_days``,
+    ``bert`` (BertScorer params or null), ``llm`` (pointwise LLM params or null), ``head``
+    (LearnedFusionConfig), ``train_users`` (validation users used to fit), ``negatives``,
+    ``n_negatives``, ``history_cap``.
+    """
+    cls, cfg_cls = _import("reranker.ranking.learned", ["LearnedFusionRanker", "LearnedFusionConfig"], what)
+    (fb_cls, build_components) = _import("reranker.ranking.features", ["FeatureBuilder", "build_components"], what)
+    p = dict(spec.params)
+    unknown = sorted(set(p) - _LEARNED_KEYS)
+    if unknown:
+        raise ConfigError(f"{what}.params: unknown key(s) {unknown}; allowed: {sorted(_LEARNED_KEYS)}")
+    if ctx.split is None:
+        raise ConfigError(f"{what}: learned fusion needs a leave-one-out split (regimes a/b)")
+    try:
+        head_cfg = cfg_cls.from_dict(dict(p.get("head") or {}))
+    except ConfigError as e:
+        raise ConfigError(f"{what}.params.head: {e}") from None
+    bert = None
+    if p.get("bert") is not None:
+        bspec = RankerSpec(name=f"{spec.name}.bert", type="bert", params=dict(p["bert"] or {}))
+        bert = build_ranker(bspec, ctx).scorer
+    llm = None
+    if p.get("llm") is not None:
+        lspec = RankerSpec(name=f"{spec.name}.llm", type="llm-pointwise", params=dict(p["llm"] or {}))
+        llm = build_ranker(lspec, ctx)
+    if not head_cfg.use_llm_hidden or llm is None:
+        head_cfg = head_cfg.model_copy(update={"use_llm_hidden": False})
+
+    def make_builder(fit_data: Dataset) -> Any:
+        comps = build_components(
+            fit_data, ctx.catalog, itemcf=p.get("itemcf", {"k": 20, "feedback": "implicit"}),
+            usercf=p.get("usercf", {"k": 20, "feedback": "implicit"}),
+            popularity=bool(p.get("popularity", True)), recency_days=p.get("recency_days", 30.0), bert=bert,
+        )
+        return fb_cls(comps, llm=llm, use_hidden=head_cfg.use_llm_hidden)
+
+    serve = ctx.fit_data
+    ranker = cls.fit(
+        ctx.split, make_builder, head_cfg, n_negatives=int(p.get("n_negatives", 19)),
+        negatives=p.get("negatives", "random"), users=p.get("train_users"),
+        history_cap=int(p.get("history_cap", 20)), seed=ctx.seed, serve_data=serve,
+    )
+    ranker.name = spec.name
+    return ranker
 
 
 def ranker_fingerprint(spec: RankerSpec, data_fingerprint: str, seed: int, extra: Any = None) -> str:

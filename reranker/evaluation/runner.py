@@ -429,7 +429,7 @@ class ExperimentRunner:
         stage1: dict[str, list[Any]] | None = None
         ceiling = None
         for seed in self.seeds:
-            ctx = BuildContext(fit_data=fit_data, catalog=data, cache=self.cache, seed=seed)
+            ctx = BuildContext(fit_data=fit_data, catalog=data, cache=self.cache, seed=seed, split=split)
             if pr.regime == "a":
                 if stage1 is None:
                     retr = ctx.retriever(self.cfg.retriever.type, self.cfg.retriever.params)

@@ -1,0 +1,106 @@
+"""Markdown tables and PNG plots from a results dict."""
+
+from __future__ import annotations
+
+from reranker.evaluation.report import fmt_ci, make_plots, render_markdown, write_report
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _cell(m, lo, hi, n=100):
+    return {"mean": m, "ci_lo": lo, "ci_hi": hi, "n": n}
+
+
+def _ranking_results(status="complete"):
+    curve = {"k": [1, 2, 3], "precision": [0.3, 0.2, 0.15], "recall": [0.3, 0.4, 0.45]}
+    rankers = {
+        "itemcf": {
+            "type": "itemcf", "n_users": 100, "complete": True,
+            "summary": {"ndcg@10": _cell(0.25, 0.2, 0.3), "hr@1": _cell(0.1, 0.05, 0.15)},
+            "diagnostics": {"seconds_per_user": _cell(0.001, 0.0009, 0.0011), "cache_hits": 0},
+            "pr_curve": curve, "per_user": {},
+        },
+        "llm-listwise": {
+            "type": "llm-listwise", "n_users": 50, "complete": status == "complete",
+            "summary": {"ndcg@10": _cell(0.12, 0.08, 0.16, 50), "hr@1": _cell(0.04, 0.0, 0.08, 50)},
+            "diagnostics": {
+                "seconds_per_user": _cell(2.5, 2.0, 3.0, 50),
+                "tokens_in_per_user": _cell(1800.0, 1700.0, 1900.0, 50),
+                "tokens_out_per_user": _cell(40.0, 35.0, 45.0, 50),
+                "valid_rate": _cell(0.6, 0.5, 0.7, 50),
+                "hallucination_rate": _cell(0.1, 0.05, 0.15, 50),
+                "duplicate_rate": _cell(0.05, 0.0, 0.1, 50),
+                "cache_hits": 10,
+            },
+            "pr_curve": curve,
+            "paired": {"ndcg@10": _cell(-0.13, -0.18, -0.08, 50), "hr@1": _cell(-0.06, -0.1, -0.02, 50)},
+            "examples": [{"user": "7", "raw": "3, 1, 2", "parse": {"valid": 3}}],
+            "per_user": {},
+        },
+    }
+    return {
+        "experiment": "unit", "status": status,
+        "protocol": {"regime": "b", "split": "chronological leave-one-out", "stage": "test",
+                     "n_candidates": 20, "history_cap": 20, "seeds": [0], "n_boot": 1000},
+        "machine": {"processor": "Test CPU", "cpu_count": 2, "memory_gib": 24, "platform": "Linux", "python": "3.11"},
+        "data": {"name": "toy", "users": 100, "items": 50, "interactions": 1000, "evaluated_users": 100, "eligible_users": 100},
+        "wall_time_s": 12.5, "started_at": "t0", "finished_at": "t1",
+        "runs": [{
+            "seed": 0, "regime": "b", "rankers": rankers, "paired_vs": "itemcf",
+            "position_bias": {"positions": [0, 19], "users": 10, "rankers": {
+                "llm-listwise": {"type": "llm-listwise",
+                                 "plain": {"0": {"hr@1": 0.5, "mean_rank": 2.0}, "19": {"hr@1": 0.0, "mean_rank": 12.0}},
+                                 "bootstrap": {"0": {"hr@1": 0.3, "mean_rank": 4.0}, "19": {"hr@1": 0.2, "mean_rank": 6.0}}}}},
+        }],
+    }
+
+
+def test_fmt_ci_puts_the_interval_in_brackets():
+    assert fmt_ci(_cell(0.12345, 0.1, 0.15)) == "0.1235 [0.1000, 0.1500]"
+    assert fmt_ci({"mean": None}) == "n/a" and fmt_ci(None) == "n/a"
+
+
+def test_markdown_has_protocol_machine_wall_time_and_ranker_rows():
+    md = render_markdown(_ranking_results())
+    assert "Regime B" in md and "Test CPU" in md and "Wall time: 12.5 s" in md
+    assert "| ranker | type | users | ndcg@10 | hr@1 |" in md
+    assert "| itemcf | itemcf | 100 | 0.2500 [0.2000, 0.3000] | 0.1000 [0.0500, 0.1500] |" in md
+    assert "| llm-listwise | llm-listwise | 50 | 0.1200 [0.0800, 0.1600]" in md
+    assert "Paired difference vs itemcf" in md and "-0.1300 [-0.1800, -0.0800]" in md
+    assert "| llm-listwise | 2.5000 [2.0000, 3.0000] | 1800 | 40.0 | 0.600 |" in md
+    assert "Position bias (10 users)" in md and "| llm-listwise | bootstrap | 0.300 / 4.0 | 0.200 / 6.0 |" in md
+    assert "3, 1, 2" in md  # raw output example
+
+
+def test_partial_results_are_labelled():
+    md = render_markdown(_ranking_results(status="interrupted"))
+    assert "Status: interrupted" in md and "llm-listwise (partial)" in md
+
+
+def test_plots_are_png_files(tmp_path):
+    paths = make_plots(_ranking_results(), tmp_path)
+    names = sorted(p.name for p in paths)
+    assert names == ["heatmap.png", "ndcg10.png", "position_bias.png", "pr_curve.png"]
+    for p in paths:
+        assert p.read_bytes()[:8] == PNG
+
+
+def test_rating_report_and_mae_plot(tmp_path):
+    by_k = [
+        {"k": k, "mae": 0.8 - 0.01 * i, "mae_ci": [0.79 - 0.01 * i, 0.81 - 0.01 * i], "rmse": 1.0,
+         "rmse_ci": [0.99, 1.01], "fit_seconds": 0.1, "predict_seconds": 0.05}
+        for i, k in enumerate([5, 10])
+    ]
+    res = {
+        "experiment": "rating", "status": "complete",
+        "protocol": {"regime": "rating", "split": "random 80%/20%"},
+        "machine": {}, "wall_time_s": 1.0,
+        "runs": [{"seed": 0, "regime": "rating", "n_test": 20000,
+                  "models": {"usercf": {"type": "usercf", "params": {}, "by_k": by_k}}}],
+    }
+    path = write_report(res, tmp_path)
+    md = path.read_text()
+    assert "| model | metric | K=5 | K=10 |" in md and "| usercf | MAE | 0.8000 | 0.7900 |" in md
+    assert "| usercf | 10 | 0.7900 [0.7800, 0.8000]" in md
+    assert (tmp_path / "mae_vs_k.png").read_bytes()[:8] == PNG
+    assert "![mae_vs_k](mae_vs_k.png)" in md
