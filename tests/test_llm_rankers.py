@@ -22,7 +22,7 @@ BF16_ATOL = 0.2
 def test_shared_prefix_equals_naive_fp32():
     from reranker.llm.hf import load_backend
 
-    b = load_backend(LLMConfig(model="smollm2-135m", dtype="fp32", batch_size=4))
+    b = load_backend(LLMConfig(model="smollm2-135m", dtype="fp32", batch_size=4, threads=1))
     head = "Items the user liked:\n" + "\n".join(f"- Movie {i}" for i in range(6)) + "\n"
     prompts = [b.chat_prompt(head + f"Will the user like Film {c}{'!' * c}? Yes or No.") for c in range(6)]
     shared = b.score_prompts(prompts, ["Yes", "No"], return_hidden=True)
@@ -95,7 +95,7 @@ class TestListwiseRanker(RankerSuite):
 
     @pytest.fixture
     def ranker(self, smollm, tiny_catalog):
-        return ListwiseLLMRanker(backend=smollm, catalog=tiny_catalog)
+        return ListwiseLLMRanker(backend=smollm, catalog=tiny_catalog, max_new_tokens=16)
 
 
 class TestVerbalizerRanker(RankerSuite):
@@ -125,22 +125,23 @@ def test_context_reaches_prompt(smollm, tiny_catalog, hist, cands):
     assert "Running Socks" in prompts[0] and "Running Socks" not in prompts[1]
 
 
-def test_history_trimmed_oldest_first_never_candidates(tiny_catalog, cands):
-    from reranker.llm.hf import load_backend
-
-    small = load_backend(LLMConfig(model="smollm2-135m", max_context=200))
-    r = PointwiseLLMRanker(backend=small, catalog=tiny_catalog)
+def test_history_trimmed_oldest_first_never_candidates(smollm, tiny_catalog, cands):
+    r = PointwiseLLMRanker(backend=smollm, catalog=tiny_catalog, max_prompt_tokens=200)
     long_hist = History("u", ("h1", "h2", "h3") * 4)
     prompts, kept = r.build_prompts(long_hist, cands)
     assert 0 < kept < 12
-    assert all(small.count_tokens(p) <= 200 for p in prompts)
-    lw = ListwiseLLMRanker(backend=small, catalog=tiny_catalog)
+    assert all(smollm.count_tokens(p) <= 200 for p in prompts)
+    full, _ = PointwiseLLMRanker(backend=smollm, catalog=tiny_catalog).build_prompts(long_hist, cands)
+    # the most recent items are the ones kept: the trimmed prompt's history is a suffix
+    hist_lines = lambda p: [ln for ln in p.splitlines() if ln.startswith("- ")]  # noqa: E731
+    assert hist_lines(full[0])[-kept:] == hist_lines(prompts[0])
+    lw = ListwiseLLMRanker(backend=smollm, catalog=tiny_catalog, max_prompt_tokens=120)
     with pytest.raises(ModelError, match="candidates alone"):
-        lw.rank(long_hist, [Candidate(i) for i in tiny_catalog] * 1)
+        lw.rank(long_hist, [Candidate(i) for i in tiny_catalog])
 
 
 def test_listwise_diagnostics_and_bootstrap(smollm, tiny_catalog, hist, cands):
-    r = ListwiseLLMRanker(backend=smollm, catalog=tiny_catalog, permutations=3, seed=1)
+    r = ListwiseLLMRanker(backend=smollm, catalog=tiny_catalog, permutations=3, seed=1, max_new_tokens=12)
     ranking = r.rank(hist, cands)
     RankerSuite.assert_complete(ranking, cands)
     d = ranking.diagnostics
@@ -152,10 +153,10 @@ def test_listwise_diagnostics_and_bootstrap(smollm, tiny_catalog, hist, cands):
 
 def test_listwise_sliding_window_complete(smollm, tiny_catalog, hist):
     many = [Candidate(i) for i in tiny_catalog]  # 8 items incl. history ids
-    r = ListwiseLLMRanker(backend=smollm, catalog=tiny_catalog, window=4, step=2)
+    r = ListwiseLLMRanker(backend=smollm, catalog=tiny_catalog, window=5, step=3, max_new_tokens=12)
     ranking = r.rank(hist, many)
     RankerSuite.assert_complete(ranking, many)
-    assert ranking.diagnostics["calls"] == 3  # windows [4:8], [2:6], [0:4]
+    assert ranking.diagnostics["calls"] == 2  # windows [3:8] then [0:5]
 
 
 def test_unknown_candidate_id_is_data_error(smollm, tiny_catalog, hist):

@@ -72,6 +72,10 @@ class HFBackend:
             )
         except OSError as e:
             raise ModelError(f"could not load model {self.config.model!r} from {resolved.path}: {e}") from e
+        adapter = resolved.adapter or (str(self.config.adapter) if self.config.adapter else None)
+        if adapter:
+            self.model = apply_adapter(self.model, adapter, merge=self.config.merge_adapter)
+        self.adapter = adapter
         self.model.eval()
         self.model.requires_grad_(False)
         self.resolved = resolved
@@ -340,6 +344,30 @@ class HFBackend:
         return results
 
 
+def apply_adapter(model: Any, adapter: str, merge: bool = False) -> Any:
+    """Load a peft LoRA adapter folder onto a transformers model (peft imported lazily).
+
+    Unmerged, the adapter's modules are injected into `model` in place and the same model
+    object is returned (scores equal those of the trained adapter); `merge=True` folds the
+    deltas into the base weights (no LoRA overhead at inference)."""
+    from .models import check_adapter_dir
+
+    path = check_adapter_dir(adapter)
+    try:
+        from peft import PeftModel
+    except ImportError as e:
+        raise ModelError(
+            f"loading the adapter {path} needs `peft`: pip install 'reranker[finetune]' (or peft)"
+        ) from e
+    try:
+        wrapped = PeftModel.from_pretrained(model, str(path), is_trainable=False)
+    except Exception as e:  # peft raises ValueError/KeyError/RuntimeError on a mismatched base
+        raise ModelError(f"could not apply the adapter {path}: {type(e).__name__}: {e}") from e
+    if merge:
+        return wrapped.merge_and_unload()
+    return wrapped.get_base_model()
+
+
 def split_common_prefix(prompts: Sequence[str]) -> tuple[str, list[str]]:
     """Longest common prefix of the prompts, cut back to just after a newline so that every
     suffix keeps at least one character; returns (prefix, suffixes)."""
@@ -355,4 +383,4 @@ def split_common_prefix(prompts: Sequence[str]) -> tuple[str, list[str]]:
     return first[:cut], [p[cut:] for p in prompts]
 
 
-__all__ = ["HFBackend", "load_backend", "cpu_supports_bf16", "split_common_prefix"]
+__all__ = ["HFBackend", "apply_adapter", "load_backend", "cpu_supports_bf16", "split_common_prefix"]

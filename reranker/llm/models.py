@@ -62,6 +62,8 @@ class ResolvedModel:
     kind: Literal["folder", "gguf", "hub"]
     path: str
     preset: str | None = None
+    adapter: str | None = None
+    """A LoRA adapter folder to apply on top (from a `base+adapter` spec)."""
 
     @property
     def offline(self) -> bool:
@@ -106,14 +108,43 @@ def _resolve_preset(name: str, preset: Preset) -> ResolvedModel:
     return ResolvedModel(name, "folder", str(folder), preset=name)
 
 
+def split_adapter(spec: str) -> tuple[str, str | None]:
+    """`base+path/to/adapter` -> (base, adapter folder); a spec without `+` (or an existing
+    path containing one) -> (spec, None). Raises ModelError when the adapter folder is missing."""
+    spec = spec.strip()
+    if "+" not in spec or Path(spec).expanduser().exists():
+        return spec, None
+    base, adapter = spec.split("+", 1)
+    check_adapter_dir(adapter, spec)
+    return base.strip(), adapter.strip()
+
+
+def check_adapter_dir(adapter: str | Path, spec: str | None = None) -> Path:
+    """The adapter folder, checked: it must hold `adapter_config.json` (a peft LoRA adapter)."""
+    p = Path(adapter).expanduser()
+    where = f"model spec {spec!r}: " if spec else ""
+    if not (p / "adapter_config.json").is_file():
+        raise ModelError(
+            f"{where}adapter folder {str(p)!r} not found or has no adapter_config.json "
+            "(train one with `reranker finetune`)"
+        )
+    return p.resolve()
+
+
 def resolve_model(spec: str) -> ResolvedModel:
     """Turn a spec into a ResolvedModel. Raises ModelError naming the spec and the fix.
 
     Order: preset name, existing `.gguf` file, existing folder with `config.json`, hub id
-    (`org/name`, only fetched because the user named it explicitly).
+    (`org/name`, only fetched because the user named it explicitly). `base+adapter` applies a
+    LoRA adapter folder (from `reranker finetune`) on top of the resolved base.
     """
     if not isinstance(spec, str) or not spec.strip():
         raise ModelError(f"model spec must be a non-empty string, got {spec!r}")
+    base, adapter = split_adapter(spec)
+    if adapter is not None:
+        from dataclasses import replace
+
+        return replace(resolve_model(base), spec=spec.strip(), adapter=str(Path(adapter).expanduser().resolve()))
     spec = spec.strip()
     if spec in PRESETS:
         return _resolve_preset(spec, PRESETS[spec])
@@ -251,7 +282,7 @@ def materialize(spec: str | ResolvedModel) -> ResolvedModel:
     """Resolve a spec and make it loadable by `from_pretrained`: GGUF -> converted folder."""
     r = spec if isinstance(spec, ResolvedModel) else resolve_model(spec)
     if r.kind == "gguf":
-        return ResolvedModel(r.spec, "folder", str(convert_gguf(r.path)), preset=r.preset)
+        return ResolvedModel(r.spec, "folder", str(convert_gguf(r.path)), preset=r.preset, adapter=r.adapter)
     return r
 
 
@@ -260,9 +291,11 @@ __all__ = [
     "Preset",
     "ResolvedModel",
     "cache_root",
+    "check_adapter_dir",
     "convert_gguf",
     "file_sha256",
     "gguf_cache_dir",
     "materialize",
     "resolve_model",
+    "split_adapter",
 ]

@@ -34,9 +34,11 @@ class ListwiseLLMRanker(LLMRankerBase):
         window: int = 20,
         step: int = 10,
         seed: int = 0,
+        max_new_tokens: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(config, **kwargs)
+        self.max_new_tokens = max_new_tokens
         if permutations < 1:
             raise ValueError("permutations must be >= 1")
         if window < 2 or not 1 <= step <= window:
@@ -47,7 +49,9 @@ class ListwiseLLMRanker(LLMRankerBase):
         self.seed = seed
 
     def _max_new_tokens(self, n: int) -> int:
-        return min(self.config.max_new_tokens * 4, 4 * n + 8)
+        """Room for every number and its separator ("12, " is 3 tokens) unless capped."""
+        need = 3 * n + 4
+        return min(need, self.max_new_tokens) if self.max_new_tokens else need
 
     def _prompt(self, history: History, shown: list[dict], strict: bool) -> tuple[str, int]:
         tpl = self.prompts.get(self.template)

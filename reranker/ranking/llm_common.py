@@ -65,7 +65,11 @@ def letter_labels(n: int) -> list[str]:
 
 
 class LLMRankerBase:
-    """Base of the LLM rankers: owns the backend (loaded lazily), prompts and item views."""
+    """Base of the LLM rankers: owns the backend (loaded lazily), prompts and item views.
+
+    `max_history` caps the history shown (most recent items); `max_prompt_tokens` caps the
+    prompt below the model's context (history is trimmed oldest-first to fit, never candidates).
+    """
 
     name = "llm"
     template = ""
@@ -78,8 +82,10 @@ class LLMRankerBase:
         catalog: Catalog = None,
         prompts: PromptLibrary | None = None,
         max_history: int = 20,
+        max_prompt_tokens: int | None = None,
     ) -> None:
         self.config = config or (backend.config if backend is not None else LLMConfig())
+        self.max_prompt_tokens = max_prompt_tokens
         self._backend = backend
         self.catalog = catalog
         self.lookup = make_lookup(catalog)
@@ -163,7 +169,10 @@ class LLMRankerBase:
         Returns (prompt, number of history items kept). Candidates are never trimmed: if the
         prompt does not fit even with no history, a ModelError says so.
         """
-        budget = self.backend.max_context - reserve_tokens
+        limit = self.backend.max_context
+        if self.max_prompt_tokens is not None:
+            limit = min(limit, self.max_prompt_tokens)
+        budget = limit - reserve_tokens
         kept = list(history)
         prompt = render(kept)
         n_tokens = self.backend.count_tokens(prompt)

@@ -1,0 +1,60 @@
+"""Reading a rerank request file (the CLI's `--input`), validated with located errors."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import DataError
+
+
+@dataclass
+class RerankRequest:
+    """One parsed request: item dicts (history oldest first, candidates in stage-1 order)."""
+
+    history: list[dict[str, Any]]
+    candidates: list[dict[str, Any]]
+    context: dict[str, Any] = field(default_factory=dict)
+    user_id: str | None = None
+
+
+def load_request(path: str | Path) -> RerankRequest:
+    """Parse `{"history": [item dicts], "candidates": [item dicts], "context": {..}, "user_id"}`.
+
+    Items need an `id` (or `item_id`); a missing/invalid field raises DataError naming the file
+    and the JSON path.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DataError("request file not found", path=str(p))
+    try:
+        req = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataError(f"invalid JSON: {e.msg}", path=str(p), line=e.lineno) from None
+    if not isinstance(req, dict):
+        raise DataError("the request must be a JSON object with 'history' and 'candidates'", path=str(p))
+    unknown = set(req) - {"history", "candidates", "context", "user_id"}
+    if unknown:
+        raise DataError(f"unknown key {sorted(unknown)[0]!r} (allowed: history, candidates, context, user_id)", path=str(p))
+    for key in ("history", "candidates"):
+        if key not in req:
+            raise DataError(f"missing key {key!r}", path=str(p))
+        if not isinstance(req[key], list):
+            raise DataError(f"{key!r} must be a list of item objects", path=str(p), column=key)
+        for i, it in enumerate(req[key]):
+            if not isinstance(it, dict):
+                raise DataError(f"{key}[{i}] must be an object like {{\"id\": ..., \"title\": ...}}",
+                                path=str(p), column=key)
+            if it.get("id", it.get("item_id")) in (None, ""):
+                raise DataError(f"{key}[{i}] has no 'id'", path=str(p), column=key)
+            if "title" in it and not isinstance(it["title"], str):
+                raise DataError(f"{key}[{i}].title must be a string", path=str(p), column=key)
+    if not req["candidates"]:
+        raise DataError("'candidates' is empty", path=str(p), column="candidates")
+    context = req.get("context") or {}
+    if not isinstance(context, dict):
+        raise DataError("'context' must be an object", path=str(p), column="context")
+    user = req.get("user_id")
+    return RerankRequest(req["history"], req["candidates"], context, None if user is None else str(user))

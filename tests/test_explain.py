@@ -1,0 +1,100 @@
+"""Explanations: grounding check, one regeneration, visible marking; real-model smoke test."""
+
+from __future__ import annotations
+
+import pytest
+
+from reranker.explain import UNGROUNDED_MARK, Explainer, ExplainerConfig, TitleIndex, title_variants
+from reranker.llm.base import Generation, LLMConfig
+from reranker.types import History, Item, Ranking
+
+CATALOG = {
+    "h1": Item("h1", "Toy Story (1995)", category="Animation"),
+    "h2": Item("h2", "Birdcage, The (1996)", category="Comedy"),
+    "c1": Item("c1", "Aladdin (1992)", category="Animation"),
+    "c2": Item("c2", "Heat (1995)", category="Action"),
+    "x1": Item("x1", "Pulp Fiction (1994)", category="Crime"),
+}
+
+
+def test_title_variants():
+    assert title_variants("Birdcage, The (1996)") == {"birdcage the 1996", "birdcage the", "the birdcage", "birdcage"}
+    assert "toy story" in title_variants("Toy Story (1995)")
+
+
+def test_grounding_check_flags_products_outside_history_and_candidate():
+    idx = TitleIndex(CATALOG.values())
+    hist = [CATALOG["h1"], CATALOG["h2"]]
+    ok = idx.check("Because you enjoyed Toy Story and The Birdcage, try Aladdin.", hist, CATALOG["c1"])
+    assert ok.grounded and ok.ungrounded == []
+    assert "toy story" in ok.cited_history
+    bad = idx.check("Fans of Pulp Fiction love Aladdin.", hist, CATALOG["c1"])
+    assert not bad.grounded and bad.ungrounded == ["pulp fiction"]
+    # short titles (< min chars) are not matched as products: "heat" is an ordinary word
+    assert idx.check("It brings the heat like Toy Story.", hist, CATALOG["c1"]).grounded
+
+
+class ScriptedBackend:
+    """A stand-in LLM that answers from a script (the Explainer's logic is what is tested)."""
+
+    def __init__(self, answers):
+        self.config = LLMConfig()
+        self.answers = list(answers)
+        self.prompts: list[str] = []
+        self.max_context = 2048
+
+    def chat_prompt(self, user_message, system=None):
+        return user_message
+
+    def count_tokens(self, text):
+        return len(text.split())
+
+    def truncate_tokens(self, text, n):
+        return text
+
+    def generate(self, prompts, max_new_tokens=None, seed=0):
+        self.prompts.extend(prompts)
+        return [Generation(self.answers.pop(0), 10, 5) for _ in prompts]
+
+
+def _ranking():
+    return Ranking.from_order(["c1", "c2"], {"ranker": "x"})
+
+
+def test_ungrounded_regenerated_once_then_marked():
+    be = ScriptedBackend([
+        "Like Pulp Fiction, Aladdin is fun.",      # c1: ungrounded
+        "Toy Story fans like Heat.",              # c2: grounded
+        "Pulp Fiction again.",                    # c1 retry: still ungrounded
+    ])
+    ex = Explainer(backend=be, catalog=CATALOG, explain_config=ExplainerConfig(top_k=2))
+    out = ex.explain(History("u", ["h1", "h2"]), _ranking())
+    e = {r.item_id: r.explanation for r in out}
+    assert e["c1"].startswith(UNGROUNDED_MARK) and "Pulp Fiction again." in e["c1"]
+    assert e["c2"] == "Toy Story fans like Heat."
+    d = out.diagnostics["explanations"]
+    assert d["c1"]["grounded"] is False and d["c1"]["regenerated"] is True
+    assert d["c1"]["ungrounded_mentions"] == ["pulp fiction"]
+    assert d["c2"] == {"grounded": True, "regenerated": False, "ungrounded_mentions": [], "cited_history": ["toy story", "toy story 1995"]}
+    assert len(be.prompts) == 3 and "Do not name any other product" in be.prompts[-1]
+    assert out.diagnostics["explain"]["regenerated"] == 1 and out.diagnostics["ranker"] == "x"
+
+
+def test_regeneration_that_grounds_is_kept_unmarked():
+    be = ScriptedBackend(["Pulp Fiction!", "Because of Toy Story."])
+    ex = Explainer(backend=be, catalog=CATALOG, explain_config=ExplainerConfig(top_k=1))
+    out = ex.explain(History("u", ["h1"]), _ranking())
+    assert out[0].explanation == "Because of Toy Story."
+    assert out[1].explanation is None  # only top_k explained
+    assert out.diagnostics["explanations"]["c1"]["regenerated"] is True
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_real_model_explanations(smollm):
+    ex = Explainer(backend=smollm, catalog=CATALOG, explain_config=ExplainerConfig(top_k=2, max_new_tokens=24))
+    out = ex.explain(History("u", ["h1", "h2"], context={"time": "evening"}), _ranking())
+    assert all(r.explanation for r in out)
+    assert set(out.diagnostics["explanations"]) == {"c1", "c2"}
+    for r in out:
+        g = out.diagnostics["explanations"][r.item_id]["grounded"]
+        assert g == (not r.explanation.startswith(UNGROUNDED_MARK))
