@@ -1,0 +1,98 @@
+"""FinetuneConfig: everything a `reranker finetune` run needs (YAML in/out, extra keys forbidden)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from ..config import BaseConfig
+from ..evaluation.experiment import DataSpec
+
+Mode = Literal["pointwise", "verbalizer", "listwise"]
+
+
+class ExampleConfig(BaseConfig):
+    """How instruction examples are drawn from the training split."""
+
+    positions_per_user: int = Field(4, ge=1)
+    """Target positions sampled per user in their training history (the most recent first)."""
+    min_history: int = Field(2, ge=1)
+    """A target position needs at least this many earlier training items."""
+    max_history: int = Field(20, ge=1)
+    """History cap shown before a target (the evaluation protocol's cap)."""
+    n_candidates: int = Field(10, ge=2, le=26)
+    """Candidate list size: the next item plus n_candidates - 1 negatives (verbalizer: <= 26)."""
+    cf_fraction: float = Field(0.5, ge=0.0, le=1.0)
+    """Share of the negatives taken from the CF retriever's top list (the rest random unseen)."""
+    retriever: Literal["itemcf", "usercf"] = "itemcf"
+    retriever_k: int = Field(20, ge=1)
+    pointwise_negatives: int = Field(1, ge=1)
+    """Pointwise: "No" examples per "Yes" example (drawn from the candidate list)."""
+    max_users: int | None = Field(None, ge=1)
+    """Use the first N users of a seeded order (None: all)."""
+
+
+class ValidationConfig(BaseConfig):
+    """Regime-B validation during training: validation targets, training histories."""
+
+    users: int = Field(50, ge=0)
+    """Validation users (a fixed seeded subset); 0 turns validation off."""
+    n_negatives: int = Field(19, ge=1)
+    every: int = Field(50, ge=1)
+    """Validate every N optimizer steps (and at the end)."""
+
+
+class FinetuneConfig(BaseConfig):
+    """A LoRA fine-tuning run of a local LLM on the recommendation task itself (PALR)."""
+
+    name: str = "finetune"
+    model: str = "smollm2-135m"
+    """Base model spec (preset, folder, .gguf); the adapter is trained on top of it."""
+    mode: Mode = "pointwise"
+    data: DataSpec = Field(default_factory=lambda: DataSpec(synthetic={"seed": 0, "n_users": 300, "n_items": 200}))
+    """Same as an experiment's `data:` block (`path` + `format`, or `synthetic`); a relative
+    path is resolved against the config's folder, the repository root, then the CWD."""
+    examples: ExampleConfig = Field(default_factory=ExampleConfig)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    # LoRA
+    rank: int = Field(8, ge=1)
+    alpha: float = Field(16.0, gt=0)
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    # optimisation
+    lr: float = Field(2e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_steps: int = Field(10, ge=0)
+    batch_size: int = Field(8, ge=1)
+    grad_accumulation: int = Field(1, ge=1)
+    max_seq_len: int = Field(512, ge=64)
+    epochs: float | None = Field(None, gt=0)
+    """Passes over the examples; the run stops at whichever of epochs / max_steps comes first."""
+    max_steps: int | None = Field(None, gt=0)
+    """Optimizer steps (> 0)."""
+    max_minutes: float | None = Field(None, gt=0)
+    """Wall-clock budget: stop (and save) after this many minutes of training."""
+    seed: int = 0
+    dtype: Literal["auto", "bf16", "fp32"] = "auto"
+    threads: int | None = Field(None, ge=1)
+    item_text_tokens: int = Field(0, ge=0)
+    """Item description tokens in prompts (0: title, category, attrs only: short prompts).
+    Evaluate the adapter with the same value (it is recorded in the adapter's JSON)."""
+    save_every: int = Field(100, ge=1)
+    log_every: int = Field(10, ge=1)
+    output_dir: Path = Path("runs/finetune")
+
+    @model_validator(mode="after")
+    def _check(self) -> FinetuneConfig:
+        if self.epochs is None and self.max_steps is None:
+            raise ValueError("give epochs or max_steps (> 0)")
+        if not self.target_modules:
+            raise ValueError("target_modules: give at least one module name (e.g. q_proj)")
+        if not str(self.model).strip():
+            raise ValueError("model: give a base model spec (e.g. smollm2-135m)")
+        return self
+
+
+__all__ = ["ExampleConfig", "FinetuneConfig", "Mode", "ValidationConfig"]

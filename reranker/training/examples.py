@@ -1,0 +1,302 @@
+"""Instruction examples for fine-tuning, drawn from the TRAINING split only.
+
+For each user, a few target positions p in their training history (most recent first, seeded);
+the example shows the (capped) history before p, and a candidate list holding the item at p
+(the "next item") plus negatives: the CF retriever's top items for that prefix history (a
+retriever fitted on the training split, the prefix passed as an ad-hoc history so no later
+item informs it) mixed with uniformly drawn items the user never touched, shuffled (seeded).
+
+Leakage rule: a user's validation and test items (and every later item of theirs) never appear
+as a negative, and the validation/test items never appear in any example of that user at all.
+
+Examples are rendered to text by the rankers' own prompt code (`PointwiseLLMRanker.build_prompts`,
+`ListwiseLLMRanker._prompt`, the verbalizer template with the ranker's views and history
+fitting), so the model is trained on exactly the prompts it will see at inference:
+
+- pointwise: "Yes" for the next item, "No" for each of `pointwise_negatives` sampled negatives;
+- verbalizer: the letter of the next item;
+- listwise: the numbers of the next item first, then the other candidates in CF-score order,
+  followed by the end-of-turn token.
+
+Only the answer tokens carry a loss (labels are -100 elsewhere).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import DataError
+from ..types import Candidate, History
+from .config import ExampleConfig, Mode
+
+log = logging.getLogger(__name__)
+
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class Example:
+    """One target position of one user: history before it, candidates (shown order), target."""
+
+    user_id: str
+    position: int
+    history: History
+    candidates: tuple[str, ...]
+    target: str
+    cf_order: tuple[str, ...]
+    """The non-target candidates ordered by the CF retriever's score (best first)."""
+
+
+@dataclass(frozen=True)
+class TokenizedExample:
+    """Token ids of prompt + answer; the loss is on positions >= n_prompt."""
+
+    input_ids: tuple[int, ...]
+    n_prompt: int
+    user_id: str
+    mode: str
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    def labels(self) -> list[int]:
+        return [IGNORE] * self.n_prompt + list(self.input_ids[self.n_prompt :])
+
+
+def _user_rng(seed: int, user_id: str, salt: str) -> np.random.Generator:
+    from ..evaluation.protocol import user_rng
+
+    return user_rng(seed, user_id, salt)
+
+
+def build_examples(split, config: ExampleConfig, seed: int = 0, retriever=None) -> list[Example]:
+    """Examples from `split.train` only (see module docstring). `split` is a LeaveOneOutSplit.
+
+    `retriever`: an already fitted CF retriever (fitted on `split.train`); built from the
+    config when None.
+    """
+    from ..evaluation.protocol import user_order
+
+    train = split.train
+    item_ids = np.asarray([str(i) for i in train.item_ids], dtype=object)
+    item_pos = {x: i for i, x in enumerate(item_ids.tolist())}
+    held_out: dict[str, set[str]] = {}
+    for frame in (split.validation, split.test):
+        for u, i in zip(frame["user_id"].astype(str), frame["item_id"].astype(str), strict=True):
+            held_out.setdefault(u, set()).add(i)
+    full = train.histories(cap=None)
+    users = user_order(full.keys(), seed)
+    if config.max_users is not None:
+        users = users[: config.max_users]
+    users = sorted(users)
+
+    picks: list[tuple[str, int, History]] = []
+    for u in users:
+        h = full[u]
+        bad = held_out.get(u, set())
+        eligible = [
+            p for p in range(config.min_history, len(h.items)) if h.items[p] not in bad
+        ]
+        if not eligible:
+            continue
+        rng = _user_rng(seed, u, "positions")
+        # the most recent position always, the rest sampled
+        k = min(config.positions_per_user, len(eligible))
+        rest = eligible[:-1]
+        chosen = [eligible[-1]] + (
+            sorted(rng.choice(rest, size=k - 1, replace=False).tolist(), reverse=True) if k > 1 else []
+        )
+        for p in chosen:
+            prefix = History(
+                user_id=u,
+                items=h.items[:p],
+                ratings=None if h.ratings is None else h.ratings[:p],
+                timestamps=None if h.timestamps is None else h.timestamps[:p],
+            )
+            keep = [j for j, it in enumerate(prefix.items) if it not in bad]
+            if len(keep) < len(prefix.items):
+                prefix = _subset(prefix, keep)
+            picks.append((u, p, prefix))
+    if not picks:
+        raise DataError(
+            f"no training examples: no user has more than {config.min_history} training items "
+            "(lower examples.min_history or use more data)"
+        )
+
+    if retriever is None:
+        retriever = make_retriever(config).fit(train)
+    n_neg = config.n_candidates - 1
+    n_cf = int(round(n_neg * config.cf_fraction))
+    # ad-hoc (user_id=None) prefix histories: CF sees only what came before the target
+    adhoc = [History(None, pre.items, pre.ratings) for _, _, pre in picks]
+    cf_lists = retriever.retrieve_batch(adhoc, min(len(item_ids), n_cf + 2 * config.max_history + 32))
+
+    examples: list[Example] = []
+    for (u, p, prefix), cf in zip(picks, cf_lists, strict=True):
+        h = full[u]
+        target = h.items[p]
+        known = set(h.items) | held_out.get(u, set())
+        cf_ids = [c.item_id for c in cf if c.item_id not in known][:n_cf]
+        rng = _user_rng(seed, f"{u}#{p}", "candidates")
+        from ..evaluation.protocol import sample_negatives
+
+        try:
+            rand = sample_negatives(known | set(cf_ids), target, item_ids, n_neg - len(cf_ids), rng, item_pos)
+        except ValueError:
+            log.debug("user %s: too few unseen items for %d negatives; skipped", u, n_neg)
+            continue
+        cands = [target, *cf_ids, *rand]
+        shown = tuple(cands[i] for i in rng.permutation(len(cands)))
+        examples.append(
+            Example(u, p, prefix.last(config.max_history), shown, target, tuple(cf_ids + rand))
+        )
+    # order the non-target candidates by CF score for the prefix (listwise targets)
+    scores = retriever.score_items(
+        [History(None, e.history.items, e.history.ratings) for e in examples],
+        [list(e.cf_order) for e in examples],
+    )
+    out = []
+    for e, s in zip(examples, scores, strict=True):
+        order = sorted(range(len(e.cf_order)), key=lambda i, s=s: (-float(s[i]), i))
+        out.append(
+            Example(e.user_id, e.position, e.history, e.candidates, e.target,
+                    tuple(e.cf_order[i] for i in order))
+        )
+    log.info("built %d examples from %d users", len(out), len({e.user_id for e in out}))
+    return out
+
+
+def _subset(h: History, keep: Sequence[int]) -> History:
+    return History(
+        user_id=h.user_id,
+        items=[h.items[j] for j in keep],
+        ratings=None if h.ratings is None else [h.ratings[j] for j in keep],
+        timestamps=None if h.timestamps is None else [h.timestamps[j] for j in keep],
+    )
+
+
+def make_retriever(config: ExampleConfig):
+    """The CF retriever named by the config (implicit feedback)."""
+    from ..retrieval.knn import ItemCF, ItemCFConfig, UserCF, UserCFConfig
+
+    if config.retriever == "usercf":
+        return UserCF(UserCFConfig(k=config.retriever_k, feedback="implicit"))
+    return ItemCF(ItemCFConfig(k=config.retriever_k, feedback="implicit"))
+
+
+# ----------------------------------------------------------------------------- rendering
+RANKER_CLASSES: dict[str, tuple[str, str]] = {
+    "pointwise": ("reranker.ranking.pointwise", "PointwiseLLMRanker"),
+    "verbalizer": ("reranker.ranking.verbalizer", "VerbalizerLLMRanker"),
+    "listwise": ("reranker.ranking.listwise", "ListwiseLLMRanker"),
+}
+
+
+def make_ranker(mode: Mode, backend, catalog, max_history: int, max_prompt_tokens: int | None, **kwargs):
+    """The inference ranker of `mode` over `backend` (used for rendering and validation)."""
+    import importlib
+
+    module, name = RANKER_CLASSES[mode]
+    cls = getattr(importlib.import_module(module), name)
+    return cls(backend=backend, catalog=catalog, max_history=max_history,
+               max_prompt_tokens=max_prompt_tokens, **kwargs)
+
+
+def render_example(ranker, mode: Mode, example: Example, rng: np.random.Generator,
+                   pointwise_negatives: int = 1) -> list[tuple[str, str]]:
+    """(prompt, answer) pairs for one example, rendered by the ranker's own prompt code."""
+    cands = [Candidate(i, 0.0, "train") for i in example.candidates]
+    if mode == "pointwise":
+        negs = [c for c in cands if c.item_id != example.target]
+        k = min(pointwise_negatives, len(negs))
+        picked = [negs[i] for i in sorted(rng.choice(len(negs), size=k, replace=False).tolist())]
+        prompts, _ = ranker.build_prompts(example.history, [Candidate(example.target, 0.0, "train"), *picked])
+        return [(prompts[0], ranker.labels[0])] + [(p, ranker.labels[1]) for p in prompts[1:]]
+    views = [ranker.item_view(it) for it in ranker.candidate_items(cands)]
+    pos = {c.item_id: j for j, c in enumerate(cands)}
+    if mode == "verbalizer":
+        from ..ranking.llm_common import letter_labels
+
+        labels = letter_labels(len(views))
+        shown = [dict(v, label=labels[j]) for j, v in enumerate(views)]
+        tpl = ranker.prompts.get(ranker.template)
+        context = ranker.context_view(example.history)
+
+        def render(hist: list[dict]) -> str:
+            return ranker.backend.chat_prompt(tpl.render(history=hist, candidates=shown, context=context))
+
+        prompt, _ = ranker.fit_history(render, ranker.history_views(example.history), 1)
+        return [(prompt, labels[pos[example.target]])]
+    # listwise (PALR): numbers of the target first, then the rest in CF order
+    prompt, _ = ranker._prompt(example.history, views, strict=False)
+    order = [example.target, *example.cf_order]
+    answer = ", ".join(str(pos[i] + 1) for i in order)
+    return [(prompt, answer)]
+
+
+def tokenize_pair(backend, prompt: str, answer: str, mode: Mode, user_id: str) -> TokenizedExample:
+    """Prompt ids + answer ids. Pointwise / verbalizer: the answer is the label's first token
+    (exactly the token the ranker scores); listwise: the answer text then end-of-turn."""
+    ids = backend.encode(prompt)
+    if mode == "listwise":
+        ans = backend.encode(answer)
+        eos = backend.tokenizer.eos_token_id
+        if eos is not None:
+            ans = [*ans, int(eos)]
+    else:
+        ans = [backend.label_token_ids([answer])[0]]
+    return TokenizedExample(tuple(ids) + tuple(ans), len(ids), user_id, mode)
+
+
+def tokenize_examples(ranker, mode: Mode, examples: Sequence[Example], seed: int,
+                      pointwise_negatives: int, max_seq_len: int,
+                      progress: bool = False) -> tuple[list[TokenizedExample], int]:
+    """Render and tokenize every example; returns (sequences, number dropped as too long)."""
+    from tqdm.auto import tqdm
+
+    out: list[TokenizedExample] = []
+    dropped = 0
+    for e in tqdm(examples, desc="render examples", disable=not progress, leave=False):
+        rng = _user_rng(seed, f"{e.user_id}#{e.position}", "render")
+        for prompt, answer in render_example(ranker, mode, e, rng, pointwise_negatives):
+            t = tokenize_pair(ranker.backend, prompt, answer, mode, e.user_id)
+            if len(t) > max_seq_len:
+                dropped += 1
+                continue
+            out.append(t)
+    if dropped:
+        log.warning("%d sequence(s) longer than max_seq_len=%d dropped", dropped, max_seq_len)
+    return out, dropped
+
+
+def fingerprint(examples: Sequence[Example], tokens: Sequence[TokenizedExample]) -> str:
+    """SHA-256 over the examples (users, positions, histories, candidates, targets) and the
+    exact token ids trained on."""
+    h = hashlib.sha256()
+    for e in examples:
+        h.update(json.dumps([e.user_id, e.position, list(e.history.items), list(e.candidates),
+                             e.target, list(e.cf_order)]).encode())
+    for t in tokens:
+        h.update(np.asarray(t.input_ids, dtype=np.int64).tobytes())
+        h.update(str(t.n_prompt).encode())
+    return h.hexdigest()
+
+
+__all__ = [
+    "Example",
+    "IGNORE",
+    "TokenizedExample",
+    "build_examples",
+    "fingerprint",
+    "make_ranker",
+    "make_retriever",
+    "render_example",
+    "tokenize_examples",
+    "tokenize_pair",
+]
