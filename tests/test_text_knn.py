@@ -246,3 +246,14 @@ def test_centered_embeddings_mu_one():
     pa = unit(sum(c[i] for i in data.history("u0").items))
     pb = unit(sum(c[i] for i in data.history("u1").items))
     assert u.similarity("u0", "u1") == pytest.approx(float(pa @ pb), abs=1e-5)
+
+
+def test_cold_item_with_means_uses_global_mean_base():
+    data, emb = suite_dataset(), embeddings()
+    m = TItemCF(k=5, mu=0.5, with_means=True, item_embeddings=emb).fit(data)
+    raters = data.interactions.loc[data.interactions["item_id"] == "i3", "user_id"].tolist()
+    p = m.predict(str(raters[0]), COLD)
+    assert p.fallback == "none" and p.n_neighbors > 0
+    assert 1.0 <= p.value <= 5.0
+    # the base of a cold item is the global mean, not 0 (which would clip to the scale minimum)
+    assert m.x_means[m.item_idx(COLD)] == pytest.approx(m.global_mean)
