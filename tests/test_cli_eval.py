@@ -30,6 +30,7 @@ def _tiny(regime: str = "a") -> dict:
             {"name": "pop", "type": "pop"},
             {"name": "itemcf", "type": "itemcf", "params": {"k": 10, "feedback": "implicit"}},
             {"name": "usercf", "type": "usercf", "params": {"k": 10, "feedback": "implicit"}},
+            {"name": "fusion", "type": "fusion", "params": {"weights": {"itemcf": 1.0, "usercf": 0.0}}},
         ],
     }
     if regime == "a":
@@ -48,9 +49,11 @@ def test_eval_end_to_end_with_cf_rankers(tmp_path, regime):
     res = json.loads((out / "results.json").read_text())
     assert res["status"] == "complete" and res["data"]["evaluated_users"] == 30
     run = res["runs"][0]
-    assert set(run["rankers"]) == {"pop", "itemcf", "usercf"}
+    assert set(run["rankers"]) == {"pop", "itemcf", "usercf", "fusion"}
+    # fusion with a zero weight on usercf ranks exactly like itemcf
+    assert run["rankers"]["fusion"]["per_user"]["ndcg@10"] == run["rankers"]["itemcf"]["per_user"]["ndcg@10"]
     assert run["paired_vs"] == "usercf" and "paired" in run["rankers"]["itemcf"]
-    assert set(run["position_bias"]["rankers"]) == {"pop", "itemcf", "usercf"}
+    assert set(run["position_bias"]["rankers"]) == {"pop", "itemcf", "usercf", "fusion"}
     md = (out / "report.md").read_text()
     assert "| itemcf | itemcf | 30 |" in md
     for png in ("ndcg10.png", "pr_curve.png", "heatmap.png", "position_bias.png"):
