@@ -130,9 +130,10 @@ class Trainer:
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         if self.device.type != "cpu":
             self.backend.model.to(self.device)
-        reserve = 0
+        # no prompt-token cap: prompts are exactly those of an inference ranker with default
+        # settings; sequences longer than max_seq_len are dropped (and counted) instead
         self.ranker = make_ranker(
-            cfg.mode, self.backend, data, cfg.examples.max_history, cfg.max_seq_len - reserve,
+            cfg.mode, self.backend, data, cfg.examples.max_history, None,
             **({"window": cfg.validation.n_negatives + 1} if cfg.mode == "listwise" else {}),
         )
         self.sequences, self.dropped = tokenize_examples(
@@ -169,7 +170,7 @@ class Trainer:
             "templates": template_hashes(None),
             "data_fingerprint": self.fingerprint,
             "llm": {"item_text_tokens": cfg.item_text_tokens, "max_history": cfg.examples.max_history,
-                    "max_prompt_tokens": cfg.max_seq_len},
+                    "max_prompt_tokens": None},
             "config": cfg.model_dump(mode="json"),
         }
         self.losses: list[dict] = []

