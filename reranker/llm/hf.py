@@ -105,6 +105,11 @@ class HFBackend:
         return torch.bfloat16 if cpu_supports_bf16() else torch.float32
 
     @property
+    def device(self):
+        """Where the model's weights are (inputs are moved there; CPU unless moved to a GPU)."""
+        return next(self.model.parameters()).device
+
+    @property
     def name(self) -> str:
         return self.config.model
 
@@ -174,7 +179,8 @@ class HFBackend:
             ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
             mask[i, : len(s)] = 1
         lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
-        return ids, mask, lengths
+        dev = self.device
+        return ids.to(dev), mask.to(dev), lengths.to(dev)
 
     def score_options(
         self,
@@ -234,7 +240,9 @@ class HFBackend:
         with torch.inference_mode():
             base_cache = None
             if pre:
-                out = self._decoder(input_ids=torch.tensor([pre], dtype=torch.long), use_cache=True)
+                out = self._decoder(
+                    input_ids=torch.tensor([pre], dtype=torch.long, device=self.device), use_cache=True
+                )
                 base_cache = out.past_key_values
             bs = self.config.batch_size
             for start in range(0, len(sufs), bs):
@@ -249,9 +257,9 @@ class HFBackend:
                             for layer in base_cache.layers
                         ]
                     )
-                    mask = torch.cat([torch.ones((b, len(pre)), dtype=torch.long), mask], dim=1)
+                    mask = torch.cat([torch.ones((b, len(pre)), dtype=torch.long, device=mask.device), mask], dim=1)
                 out = self._decoder(input_ids=ids, attention_mask=mask, use_cache=True, **kwargs)
-                h = out.last_hidden_state[torch.arange(b), lengths - 1]
+                h = out.last_hidden_state[torch.arange(b, device=lengths.device), lengths - 1]
                 logits.append(self._label_logits(h, label_ids))
                 if return_hidden:
                     hiddens.append(h.float().cpu().numpy())
@@ -277,7 +285,7 @@ class HFBackend:
                 chunk = seqs[start : start + self.config.batch_size]
                 ids, mask, lengths = self._pad_right(chunk)
                 out = self._decoder(input_ids=ids, attention_mask=mask, use_cache=False)
-                h = out.last_hidden_state[torch.arange(len(chunk)), lengths - 1]
+                h = out.last_hidden_state[torch.arange(len(chunk), device=lengths.device), lengths - 1]
                 logits.append(self._label_logits(h, label_ids))
                 if return_hidden:
                     hiddens.append(h.float().cpu().numpy())
@@ -304,7 +312,7 @@ class HFBackend:
             for start in range(0, len(prompts), self.config.batch_size):
                 chunk = list(prompts[start : start + self.config.batch_size])
                 t0 = time.perf_counter()
-                enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
+                enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
                 if enc.input_ids.shape[1] + max_new > self.max_context:
                     raise ModelError(
                         f"prompt of {enc.input_ids.shape[1]} tokens + {max_new} new tokens exceeds "

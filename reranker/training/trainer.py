@@ -58,6 +58,21 @@ class FinetuneResult:
         return json.loads(json.dumps(asdict(self), default=str))
 
 
+def answer_loss(backend: Any, ids: Any, mask: Any, labels: Any) -> Any:
+    """Mean next-token cross-entropy over the positions whose label is not IGNORE, reading
+    the LM head only at those rows (not the full batch x seq x vocab logits)."""
+    import torch.nn.functional as F
+
+    h = backend._decoder(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+    tgt = labels[:, 1:]
+    sel = tgt != IGNORE
+    hs = h[:, :-1][sel]
+    logits = (hs @ backend._head_w.T).float()
+    if backend._head_b is not None:
+        logits = logits + backend._head_b.float()
+    return F.cross_entropy(logits, tgt[sel])
+
+
 def load_config(config: FinetuneConfig | dict | str | Path) -> tuple[FinetuneConfig, list[Path]]:
     """A FinetuneConfig and the folders relative data paths are resolved against."""
     if isinstance(config, FinetuneConfig):
@@ -217,17 +232,8 @@ class Trainer:
 
     def loss(self, batch: list[TokenizedExample]):
         """Mean cross-entropy over the answer tokens; the LM head runs on those rows only."""
-        import torch.nn.functional as F
-
         ids, mask, labels = self._tensors(batch)
-        h = self.backend._decoder(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
-        tgt = labels[:, 1:]
-        sel = tgt != IGNORE
-        hs = h[:, :-1][sel]
-        logits = (hs @ self.backend._head_w.T).float()
-        if self.backend._head_b is not None:
-            logits = logits + self.backend._head_b.float()
-        return F.cross_entropy(logits, tgt[sel]), int(mask.sum())
+        return answer_loss(self.backend, ids, mask, labels), int(mask.sum())
 
     # ------------------------------------------------------------------ validation
     def _validation_lists(self) -> dict[str, list[str]]:
@@ -421,4 +427,4 @@ def finetune(config: FinetuneConfig | dict | str | Path, out_dir: str | Path | N
     return Trainer(config, out_dir=out_dir, progress=progress).train(resume=resume)
 
 
-__all__ = ["FinetuneResult", "Trainer", "finetune", "load_config"]
+__all__ = ["FinetuneResult", "Trainer", "answer_loss", "finetune", "load_config"]
