@@ -215,6 +215,33 @@ def test_resume_continues_at_the_saved_step(trained, tmp_path):
     assert res.losses[:3] == result.losses
 
 
+@needs_smollm
+def test_ctrl_c_leaves_a_usable_checkpoint(tmp_path):
+    from reranker.training.lora import read_record
+    from reranker.training.trainer import Trainer
+
+    cfg = {**TINY, "max_steps": 4, "save_every": 10, "validation": {"users": 0}}
+    trainer = Trainer(cfg, out_dir=tmp_path, progress=False)
+    trainer.prepare()
+    real_loss, calls = trainer.loss, []
+
+    def interrupted(batch):  # Ctrl-C arrives during the third step
+        calls.append(len(batch))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_loss(batch)
+
+    trainer.loss = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    [ck] = trainer.checkpoints()
+    assert ck.name == "step-000002"
+    assert read_record(ck)["step"] == 2
+    assert not list(tmp_path.glob("checkpoints/.*"))  # no temp folder left behind
+    state = json.loads((ck / "state.json").read_text())
+    assert [x["step"] for x in state["losses"]] == [1, 2]
+
+
 # ----------------------------------------------------------------------------- CLI errors
 @pytest.mark.parametrize(
     ("text", "message"),
