@@ -226,6 +226,59 @@ def models_prepare(specs: tuple[str, ...]) -> None:
         click.echo(f"{spec}: {m.kind} {m.path}")
 
 
+# ---------------------------------------------------------------------------- finetune
+@main.group("finetune", cls=_Group, invoke_without_command=True)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Fine-tuning YAML (configs/finetune-*.yaml).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Output folder (default: output_dir of the config).")
+@click.option("--resume", is_flag=True, help="Continue from the last checkpoint in the output folder.")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+@click.pass_context
+def finetune_cmd(ctx: click.Context, config_path: str | None, out_dir: str | None, resume: bool,
+                 no_progress: bool) -> None:
+    """Fine-tune the LLM with LoRA on the training split (PALR); `finetune merge` merges an adapter."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if config_path is None:
+        fail("give --config FILE (e.g. configs/finetune-demo.yaml)")
+    import signal
+
+    from .training.trainer import Trainer
+
+    trainer = Trainer(config_path, out_dir=out_dir, progress=not no_progress)
+
+    def _stop(signum: int, frame: Any) -> None:  # SIGTERM behaves like Ctrl-C: checkpoint, exit
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        res = trainer.train(resume=resume)
+    except KeyboardInterrupt:
+        click.echo(f"interrupted; checkpoint in {trainer.ckpt_dir} (continue with --resume)", err=True)
+        sys.exit(130)
+    best = f", best validation NDCG@10 {res.best_ndcg:.4f}" if res.best_ndcg is not None else ""
+    click.echo(f"{res.steps} steps on {res.sequences} sequences ({res.examples} examples){best}")
+    click.echo(f"  adapter  {res.adapter}   (use as model spec {trainer.config.model}+{res.adapter})")
+    if res.best is not None:
+        click.echo(f"  best     {res.best}")
+    click.echo(f"  log      {res.out_dir / 'train_log.jsonl'}")
+
+
+@finetune_cmd.command("merge")
+@click.argument("adapter", type=click.Path(file_okay=False))
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--base", default=None, help="Base model spec (default: the one recorded in the adapter).")
+@click.option("--dtype", type=click.Choice(["bf16", "fp32"]), default="bf16", show_default=True,
+              help="Weights of the merged model (bf16 rounds part of the LoRA delta away).")
+def finetune_merge(adapter: str, out: str, base: str | None, dtype: str) -> None:
+    """Merge ADAPTER into its base model and write a standalone model folder OUT."""
+    from .training.lora import merge_adapter
+
+    path = merge_adapter(adapter, out, base=base, dtype=dtype)
+    click.echo(f"merged model written to {path} (use it as a model spec)")
+
+
 # ---------------------------------------------------------------------------- demo
 @main.command("demo")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,

@@ -275,3 +275,23 @@ def test_model_spec_with_a_missing_adapter_is_a_model_error(tmp_path):
 
     with pytest.raises(ModelError, match="adapter folder"):
         resolve_model(f"smollm2-135m+{tmp_path / 'nope'}")
+
+
+def test_merge_writes_a_standalone_model_with_the_same_scores(trained, tmp_path):
+    from reranker.llm.base import LLMConfig
+    from reranker.llm.hf import HFBackend
+    from reranker.ranking.pointwise import PointwiseLLMRanker
+
+    trainer, result, *_ = trained
+    out = tmp_path / "merged"
+    res = CliRunner().invoke(main, ["finetune", "merge", str(result.adapter), str(out), "--dtype", "fp32"])
+    assert res.exit_code == 0, res.output
+    assert (out / "config.json").is_file() and not (out / "adapter_config.json").exists()
+    history = trainer.split.train.history(trainer.split.users[1], cap=4)
+    cands = [Candidate(i) for i in trainer.split.train.item_ids[:5]]
+    scores = {}
+    for spec in (str(out), f"smollm2-135m+{result.adapter}"):
+        backend = HFBackend(LLMConfig(model=spec, dtype="fp32", threads=1, item_text_tokens=0))
+        scores[spec] = PointwiseLLMRanker(backend=backend, catalog=trainer.split.train, max_history=4).score(history, cands)
+    merged, adapter = scores.values()
+    np.testing.assert_allclose(merged, adapter, atol=1e-3)

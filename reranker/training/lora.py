@@ -130,9 +130,14 @@ def read_record(adapter: str | Path) -> dict[str, Any]:
     return json.loads(rec.read_text())
 
 
-def merge_adapter(adapter: str | Path, out_dir: str | Path, base: str | None = None) -> Path:
+def merge_adapter(adapter: str | Path, out_dir: str | Path, base: str | None = None,
+                  dtype: str = "bf16") -> Path:
     """Write a standalone model folder: the base model with the adapter merged into its weights
-    (bf16 safetensors + tokenizer), usable as a plain model spec."""
+    (safetensors + tokenizer), usable as a plain model spec.
+
+    Merging is lossy in bf16: the small LoRA deltas are partly rounded away (scores move by a
+    few tenths of a logit on SmolLM2); `dtype="fp32"` keeps them (run it with dtype fp32). The
+    unmerged `base+adapter` spec gives exactly the trained model's scores."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -146,7 +151,10 @@ def merge_adapter(adapter: str | Path, out_dir: str | Path, base: str | None = N
     resolved = materialize(spec)
     if resolved.adapter:
         raise ModelError(f"base model {spec!r} already names an adapter")
-    model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=torch.bfloat16,
+    if dtype not in ("bf16", "fp32"):
+        raise ConfigError(f"merge dtype must be bf16 or fp32, got {dtype!r}")
+    torch_dtype = torch.bfloat16 if dtype == "bf16" else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=torch_dtype,
                                                  local_files_only=resolved.offline)
     tok = AutoTokenizer.from_pretrained(resolved.path, local_files_only=resolved.offline)
     merged = apply_adapter(model, str(adapter), merge=True)
