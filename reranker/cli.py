@@ -334,7 +334,7 @@ def rerank_cmd(input_path: str, model: str, mode: str, top_k: int | None, explai
     for r in ranking:
         click.echo(f"{r.rank:>3}  {r.score:>9.3f}  {r.item_id:<12} {titles.get(r.item_id, '')}")
         if r.explanation:
-            click.echo(f"       {r.explanation}")
+            click.echo(f"       {' '.join(r.explanation.split())}")
 
 
 if __name__ == "__main__":  # pragma: no cover
