@@ -92,6 +92,10 @@ def lengths_report(batch: int) -> list[str]:
     tr = Trainer(cfg, out_dir="/tmp/bench-finetune-lengths", progress=False)
     tr.prepare()
     lens = tr.lengths
+    cfg_obj = tr.config
+    head = (f"config {cfg.name}: mode {cfg_obj.mode}, history cap {cfg_obj.examples.max_history}, "
+            f"max_seq_len {cfg_obj.max_seq_len}, item_text_tokens {cfg_obj.item_text_tokens}: "
+            f"{len(tr.examples)} examples -> {len(lens)} sequences kept, {tr.dropped} dropped as too long")
     padded_random = padded_bucket = 0
     rng = np.random.default_rng(0)
     perm = rng.permutation(len(lens))
@@ -102,6 +106,7 @@ def lengths_report(batch: int) -> list[str]:
         padded_bucket += lens[b].max() * len(b)
     real = int(lens.sum())
     return [
+        head,
         f"ml-100k pointwise training sequences (configs/finetune-ml100k.yaml): {len(lens)}, "
         f"tokens per sequence median {np.median(lens):.0f} (p10 {np.percentile(lens, 10):.0f}, "
         f"p90 {np.percentile(lens, 90):.0f}, max {lens.max()})",
@@ -119,11 +124,20 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=300)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--lengths", action="store_true", help="Also report real ml-100k prompt lengths.")
+    ap.add_argument("--lengths-only", action="store_true",
+                    help="Only the prompt-length report, written to prompt_lengths.md next to --out.")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=OUT)
     a = ap.parse_args()
     if a.child:
         print(json.dumps(child(a.child, a.steps, a.warmup, a.batch, a.tokens, a.threads)))
+        return
+    if a.lengths_only:
+        text = "\n".join(["# ml-100k fine-tuning prompt lengths", "", f"Machine: {machine()}.", "",
+                          f"Command: `python eval/bench_finetune.py --lengths-only --batch {a.batch}`.", ""]
+                         + [f"- {x}" for x in lengths_report(a.batch)]) + "\n"
+        (a.out.parent / "prompt_lengths.md").write_text(text)
+        print(text)
         return
     load_start = os.getloadavg()
     rows = []
