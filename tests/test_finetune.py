@@ -173,6 +173,26 @@ def test_a_few_steps_lower_the_training_loss(trained):
     assert result.throughput["examples_per_s"] > 0
 
 
+def test_shared_prefix_loss_equals_the_full_sequence_loss(trained):
+    import torch
+
+    from reranker.llm.base import LLMConfig
+    from reranker.llm.hf import HFBackend
+    from reranker.training.trainer import answer_loss, shared_prefix_loss
+
+    trainer, *_ = trained
+    group = [s for s in trainer.sequences if s.group == trainer.sequences[0].group]
+    assert len(group) == 2 and group[0].input_ids[-1] != group[1].input_ids[-1]  # Yes / No
+    # fp32: the two paths are the same computation (bf16 differs by rounding, ~0.1 nats)
+    fp32 = HFBackend(LLMConfig(model="smollm2-135m", dtype="fp32", threads=1))
+    with torch.no_grad():
+        shared, n_tok = shared_prefix_loss(fp32, group)
+        ids, mask, labels = trainer._tensors(group)
+        full = answer_loss(fp32, ids, mask, labels)
+    assert n_tok == sum(len(s) for s in group)
+    assert float(shared) == pytest.approx(float(full), rel=1e-4)
+
+
 def test_adapter_record(trained):
     trainer, result, *_ = trained
     rec = json.loads((result.adapter / "reranker_adapter.json").read_text())

@@ -72,6 +72,10 @@ class FinetuneConfig(BaseConfig):
     """Passes over the examples; the run stops at whichever of epochs / max_steps comes first."""
     max_steps: int | None = Field(None, gt=0)
     """Optimizer steps (> 0)."""
+    shared_prefix: bool = True
+    """Pointwise: the Yes/No sequences of one example share their prompt (instructions +
+    history); run it once and only the candidate suffixes per sequence (KV cache, gradients
+    flow through it). `batch_size` still counts sequences."""
     max_minutes: float | None = Field(None, gt=0)
     """Wall-clock budget: stop (and save) after this many minutes of training."""
     seed: int = 0

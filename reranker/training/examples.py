@@ -61,6 +61,9 @@ class TokenizedExample:
     n_prompt: int
     user_id: str
     mode: str
+    group: int = -1
+    """Index of the example it came from (pointwise Yes/No sequences of one example share
+    their prompt prefix: the trainer runs that prefix once)."""
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -262,10 +265,11 @@ def tokenize_examples(ranker, mode: Mode, examples: Sequence[Example], seed: int
 
     out: list[TokenizedExample] = []
     dropped = 0
-    for e in tqdm(examples, desc="render examples", disable=not progress, leave=False):
+    for k, e in enumerate(tqdm(examples, desc="render examples", disable=not progress, leave=False)):
         rng = _user_rng(seed, f"{e.user_id}#{e.position}", "render")
         for prompt, answer in render_example(ranker, mode, e, rng, pointwise_negatives):
             t = tokenize_pair(ranker.backend, prompt, answer, mode, e.user_id)
+            t = TokenizedExample(t.input_ids, t.n_prompt, t.user_id, t.mode, k)
             if len(t) > max_seq_len:
                 dropped += 1
                 continue

@@ -73,6 +73,52 @@ def answer_loss(backend: Any, ids: Any, mask: Any, labels: Any) -> Any:
     return F.cross_entropy(logits, tgt[sel])
 
 
+def shared_prefix_loss(backend: Any, seqs: list[TokenizedExample], device: Any = None) -> tuple[Any, int]:
+    """Answer-token cross-entropy of sequences that share a token prefix: the longest common
+    prefix (ending before every answer) runs once with gradients; its KV cache is expanded over
+    the suffixes, which run as one right-padded batch. Same loss as `answer_loss` on the full
+    sequences (up to float rounding), with the prefix computed once instead of len(seqs) times.
+    Returns (loss, tokens of the full sequences)."""
+    import torch
+    import torch.nn.functional as F
+    from transformers import DynamicCache
+
+    first = seqs[0].input_ids
+    limit = min(s.n_prompt for s in seqs) - 1  # every suffix keeps >= 1 prompt token
+    n = 0
+    while n < limit and all(s.input_ids[n] == first[n] for s in seqs[1:]):
+        n += 1
+    dev = device or backend.device
+    decoder = backend._decoder
+    b = len(seqs)
+    width = max(len(s) - n for s in seqs)
+    pad = backend.tokenizer.pad_token_id
+    ids = torch.full((b, width), pad, dtype=torch.long)
+    mask = torch.zeros((b, n + width), dtype=torch.long)
+    labels = torch.full((b, width), IGNORE, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        suf = s.input_ids[n:]
+        ids[i, : len(suf)] = torch.tensor(suf)
+        mask[i, : n + len(suf)] = 1
+        labels[i, s.n_prompt - n : len(s) - n] = torch.tensor(s.input_ids[s.n_prompt :])
+    ids, mask, labels = ids.to(dev), mask.to(dev), labels.to(dev)
+    kwargs: dict[str, Any] = {}
+    if n:
+        pre = decoder(input_ids=torch.tensor([first[:n]], dtype=torch.long, device=dev), use_cache=True)
+        cache = pre.past_key_values
+        kwargs["past_key_values"] = DynamicCache(
+            ddp_cache_data=[(lay.keys.expand(b, -1, -1, -1), lay.values.expand(b, -1, -1, -1))
+                            for lay in cache.layers]
+        )
+    h = decoder(input_ids=ids, attention_mask=mask, use_cache=bool(n), **kwargs).last_hidden_state
+    tgt = labels[:, 1:]
+    sel = tgt != IGNORE
+    logits = (h[:, :-1][sel] @ backend._head_w.T).float()
+    if backend._head_b is not None:
+        logits = logits + backend._head_b.float()
+    return F.cross_entropy(logits, tgt[sel]), sum(len(s) for s in seqs)
+
+
 def load_config(config: FinetuneConfig | dict | str | Path) -> tuple[FinetuneConfig, list[Path]]:
     """A FinetuneConfig and the folders relative data paths are resolved against."""
     if isinstance(config, FinetuneConfig):
@@ -162,7 +208,19 @@ class Trainer:
         self.params = [p for p in self.peft.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.lengths = np.array([len(s) for s in self.sequences])
-        self.micro_per_epoch = math.ceil(len(self.sequences) / cfg.batch_size)
+        self.shared = cfg.shared_prefix and cfg.mode == "pointwise"
+        # units: what a micro-batch is made of (a whole example's sequences when shared)
+        if self.shared:
+            groups: dict[int, list[int]] = {}
+            for i, sq in enumerate(self.sequences):
+                groups.setdefault(sq.group, []).append(i)
+            self.units = list(groups.values())
+        else:
+            self.units = [[i] for i in range(len(self.sequences))]
+        self.unit_lengths = np.array([int(self.lengths[u].sum()) for u in self.units])
+        per_unit = len(self.sequences) / len(self.units)
+        self.units_per_batch = max(1, round(cfg.batch_size / per_unit))
+        self.micro_per_epoch = math.ceil(len(self.units) / self.units_per_batch)
         steps = []
         if cfg.max_steps is not None:
             steps.append(cfg.max_steps)
@@ -201,14 +259,15 @@ class Trainer:
         batches (little padding), batch order shuffled."""
         cfg = self.config
         rng = np.random.default_rng([cfg.seed, epoch, 1777])
-        perm = rng.permutation(len(self.sequences))
-        bs = cfg.batch_size
+        perm = rng.permutation(len(self.units))
+        bs = self.units_per_batch
         chunk = bs * 16
         batches: list[list[int]] = []
         for s in range(0, len(perm), chunk):
-            idx = sorted(perm[s : s + chunk].tolist(), key=lambda i: (self.lengths[i], i))
+            idx = sorted(perm[s : s + chunk].tolist(), key=lambda i: (self.unit_lengths[i], i))
             batches += [idx[j : j + bs] for j in range(0, len(idx), bs)]
-        return [batches[i] for i in rng.permutation(len(batches))]
+        order = rng.permutation(len(batches))
+        return [[i for u in batches[b] for i in self.units[u]] for b in order]
 
     def micro_batch(self, m: int) -> list[TokenizedExample]:
         epoch, k = divmod(m, self.micro_per_epoch)
@@ -231,9 +290,20 @@ class Trainer:
         return ids.to(self.device), mask.to(self.device), labels.to(self.device)
 
     def loss(self, batch: list[TokenizedExample]):
-        """Mean cross-entropy over the answer tokens; the LM head runs on those rows only."""
-        ids, mask, labels = self._tensors(batch)
-        return answer_loss(self.backend, ids, mask, labels), int(mask.sum())
+        """Mean cross-entropy over the answer tokens; the LM head runs on those rows only.
+        With `shared_prefix` (pointwise), the mean over examples of `shared_prefix_loss`."""
+        if not self.shared:
+            ids, mask, labels = self._tensors(batch)
+            return answer_loss(self.backend, ids, mask, labels), int(mask.sum())
+        groups: dict[int, list[TokenizedExample]] = {}
+        for sq in batch:
+            groups.setdefault(sq.group, []).append(sq)
+        total, tokens = None, 0
+        for seqs in groups.values():
+            loss, n = shared_prefix_loss(self.backend, seqs, self.device)
+            total = loss if total is None else total + loss
+            tokens += n
+        return total / len(groups), tokens
 
     # ------------------------------------------------------------------ validation
     def _validation_lists(self) -> dict[str, list[str]]:
@@ -427,4 +497,4 @@ def finetune(config: FinetuneConfig | dict | str | Path, out_dir: str | Path | N
     return Trainer(config, out_dir=out_dir, progress=progress).train(resume=resume)
 
 
-__all__ = ["FinetuneResult", "Trainer", "answer_loss", "finetune", "load_config"]
+__all__ = ["FinetuneResult", "Trainer", "answer_loss", "finetune", "load_config", "shared_prefix_loss"]
