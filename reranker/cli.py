@@ -286,7 +286,7 @@ def finetune_merge(adapter: str, out: str, base: str | None, dtype: str) -> None
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--users", "n_users", type=click.IntRange(min=10), default=500, show_default=True)
 @click.option("--items", "n_items", type=click.IntRange(min=20), default=400, show_default=True)
-@click.option("--eval-users", type=click.IntRange(min=1), default=60, show_default=True,
+@click.option("--eval-users", type=click.IntRange(min=1), default=50, show_default=True,
               help="Held-out users for the traditional-vs-hybrid table.")
 @click.option("--no-explain", is_flag=True, help="Skip the LLM explanations.")
 def demo_cmd(config_path: str | None, seed: int, n_users: int, n_items: int, eval_users: int, no_explain: bool) -> None:

@@ -60,7 +60,7 @@ def run_demo(
     seed: int = 0,
     n_users: int = 500,
     n_items: int = 400,
-    eval_users: int = 60,
+    eval_users: int = 50,
     show_users: int = 3,
     explain: bool = True,
     llm_backend: Any | None = None,

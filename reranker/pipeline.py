@@ -63,6 +63,7 @@ class LLMSection(BaseConfig):
     batch_size: int = Field(16, ge=1)
     max_context: int = Field(2048, ge=128)
     item_text_tokens: int = Field(48, ge=0)
+    max_attrs: int = Field(3, ge=0)
     prompt_dir: str | None = None
 
 
@@ -191,7 +192,7 @@ class Pipeline:
             raise ModelError(f"ranking.llm.model: {e}") from None
 
         cfg = LLMConfig(model=s.model, dtype=s.dtype, threads=s.threads, batch_size=s.batch_size,
-                        max_context=s.max_context, item_text_tokens=s.item_text_tokens,
+                        max_context=s.max_context, item_text_tokens=s.item_text_tokens, max_attrs=s.max_attrs,
                         prompt_dir=Path(s.prompt_dir) if s.prompt_dir else None)
         if s.mode == "pointwise":
             from .ranking.pointwise import PointwiseLLMRanker as cls
