@@ -35,6 +35,10 @@ class ExplainerConfig(BaseConfig):
 
     top_k: int = Field(default=3, ge=0)
     max_new_tokens: int = Field(default=60, ge=8)
+    anchor: bool = True
+    """Start the answer with 'Because you chose "<history title>", ' (the history item most
+    related to the recommendation: same category, most recent), so even a small model's
+    explanation cites the user's history; the model writes the rest."""
     min_title_chars: int = Field(default=5, ge=1)
     """Shorter title variants are not matched (avoids flagging common words)."""
 
@@ -159,13 +163,21 @@ class Explainer:
         return {"id": it.item_id, "label": "", "title": it.title, "category": it.category or "",
                 "attrs": "", "text": text, "rating": None}
 
+    def anchor_text(self, history: Sequence[Item], cand: Item) -> str:
+        """The answer prefix citing one history item ('' when anchoring is off or no history)."""
+        if not self.settings.anchor or not history:
+            return ""
+        same = [h for h in history if cand.category and h.category == cand.category]
+        pick = (same or list(history))[-1]
+        return f'Because you chose "{pick.title}", '
+
     def _prompt(self, history: Sequence[Item], cand: Item, context: dict, strict: bool) -> str:
         tpl = self.prompts.get(self.template)
         hist = [self._view(h, False) for h in history]
         while True:
             p = self.backend.chat_prompt(
                 tpl.render(history=hist, candidate=self._view(cand, True), context=context, strict=strict)
-            )
+            ) + self.anchor_text(history, cand)
             if self.backend.count_tokens(p) + self.settings.max_new_tokens <= self.backend.max_context or not hist:
                 return p
             hist = hist[1:]  # oldest first
@@ -185,7 +197,8 @@ class Explainer:
         gens = self.backend.generate(
             [self._prompt(hist_items, c, context, False) for c in cands], self.settings.max_new_tokens
         )
-        texts = [g.text for g in gens]
+        anchors = [self.anchor_text(hist_items, c) for c in cands]
+        texts = [a + g.text.strip() for a, g in zip(anchors, gens, strict=True)]
         tokens_in = sum(g.tokens_in for g in gens)
         tokens_out = sum(g.tokens_out for g in gens)
         checks = [index.check(t, hist_items, c) for t, c in zip(texts, cands, strict=True)]
@@ -195,8 +208,8 @@ class Explainer:
                 [self._prompt(hist_items, cands[i], context, True) for i in redo], self.settings.max_new_tokens
             )
             for i, g in zip(redo, regens, strict=True):
-                texts[i] = g.text
-                checks[i] = index.check(g.text, hist_items, cands[i])
+                texts[i] = anchors[i] + g.text.strip()
+                checks[i] = index.check(texts[i], hist_items, cands[i])
                 tokens_in += g.tokens_in
                 tokens_out += g.tokens_out
         out: dict[str, str] = {}

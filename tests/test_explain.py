@@ -67,7 +67,7 @@ def test_ungrounded_regenerated_once_then_marked():
         "Toy Story fans like Heat.",              # c2: grounded
         "Pulp Fiction again.",                    # c1 retry: still ungrounded
     ])
-    ex = Explainer(backend=be, catalog=CATALOG, explain_config=ExplainerConfig(top_k=2))
+    ex = Explainer(backend=be, catalog=CATALOG, explain_config=ExplainerConfig(top_k=2, anchor=False))
     out = ex.explain(History("u", ["h1", "h2"]), _ranking())
     e = {r.item_id: r.explanation for r in out}
     assert e["c1"].startswith(UNGROUNDED_MARK) and "Pulp Fiction again." in e["c1"]
@@ -82,11 +82,23 @@ def test_ungrounded_regenerated_once_then_marked():
 
 def test_regeneration_that_grounds_is_kept_unmarked():
     be = ScriptedBackend(["Pulp Fiction!", "Because of Toy Story."])
-    ex = Explainer(backend=be, catalog=CATALOG, explain_config=ExplainerConfig(top_k=1))
+    ex = Explainer(backend=be, catalog=CATALOG, explain_config=ExplainerConfig(top_k=1, anchor=False))
     out = ex.explain(History("u", ["h1"]), _ranking())
     assert out[0].explanation == "Because of Toy Story."
     assert out[1].explanation is None  # only top_k explained
     assert out.diagnostics["explanations"]["c1"]["regenerated"] is True
+
+
+def test_anchor_cites_a_history_item_in_the_answer_prefix():
+    be = ScriptedBackend(["you will enjoy it."])
+    ex = Explainer(backend=be, catalog=CATALOG, explain_config=ExplainerConfig(top_k=1))
+    hist = History("u", ["h1", "h2"])
+    out = ex.explain(hist, _ranking())
+    anchor = ex.anchor_text([CATALOG["h1"], CATALOG["h2"]], CATALOG["c1"])
+    assert anchor.startswith("Because you chose \"") and be.prompts[0].endswith(anchor)
+    assert out[0].explanation == anchor + "you will enjoy it."
+    assert out.diagnostics["explanations"]["c1"]["cited_history"]  # the check sees the citation
+    assert ex.anchor_text([], CATALOG["c1"]) == ""
 
 
 @pytest.mark.filterwarnings("ignore")
