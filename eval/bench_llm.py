@@ -150,6 +150,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1 by default: shared cores make 2 OpenMP threads thrash)")
+    ap.add_argument("--item-text-tokens", type=int, default=48,
+                    help="description tokens per candidate in prompts (0: title, category, attrs only)")
+    ap.add_argument("--max-attrs", type=int, default=3, help="attributes shown per item")
     ap.add_argument("--out", default=str(ROOT / "eval" / "results" / "llm.md"))
     args = ap.parse_args()
 
@@ -157,7 +160,8 @@ def main() -> None:
 
     load0 = os.getloadavg()
     t0 = time.perf_counter()
-    backend = load_backend(LLMConfig(model=args.model, threads=args.threads))
+    prompt_opts = {"item_text_tokens": args.item_text_tokens, "max_attrs": args.max_attrs}
+    backend = load_backend(LLMConfig(model=args.model, threads=args.threads, **prompt_opts))
     load_s = time.perf_counter() - t0
     catalog, reqs, source = build_requests(args.users + 1, args.candidates, args.history, args.seed)
     modes = {
@@ -173,7 +177,7 @@ def main() -> None:
     print("shared vs naive bf16", svn, flush=True)
     rss_bf16 = peak_rss_mb()
 
-    fp32 = load_backend(LLMConfig(model=args.model, dtype="fp32", threads=args.threads))
+    fp32 = load_backend(LLMConfig(model=args.model, dtype="fp32", threads=args.threads, **prompt_opts))
     pw32 = PointwiseLLMRanker(backend=fp32, catalog=catalog)
     svn32 = shared_vs_naive(fp32, pw32, reqs[1 : 1 + args.fp32_users])
     print("shared vs naive fp32", svn32, flush=True)
@@ -188,7 +192,10 @@ def main() -> None:
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
         f"Python {platform.python_version()}, torch {torch.__version__}.",
         f"Data: {source}; {args.users} timed users (+1 warm-up), {args.history} history items, "
-        f"{args.candidates} random unseen candidates per user (seed {args.seed}).",
+        f"{args.candidates} random unseen candidates per user (seed {args.seed}); prompts show "
+        f"{args.max_attrs} attribute(s) and {args.item_text_tokens} description tokens per item.",
+        f"Command: `.venv/bin/python eval/bench_llm.py --threads {args.threads} --item-text-tokens "
+        f"{args.item_text_tokens} --max-attrs {args.max_attrs}`",
         "",
         f"**Contention:** load average {load0[0]:.1f} at start, {load1[0]:.1f} at the end on "
         f"{os.cpu_count()} cores: other jobs shared the CPU, so wall-clock times are pessimistic "

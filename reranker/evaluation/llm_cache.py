@@ -35,6 +35,30 @@ def _dec(d: dict[str, Any] | None) -> np.ndarray | None:
     return np.frombuffer(base64.b64decode(d["b64"]), dtype=np.float32).reshape(d["shape"]).copy()
 
 
+def _adapter_fingerprint(config: Any) -> str:
+    """SHA-256 of the LoRA adapter weights named by the config (field or `base+adapter` spec)."""
+    from pathlib import Path
+
+    from ..llm.models import file_sha256, split_adapter
+
+    folders = []
+    if getattr(config, "adapter", None):
+        folders.append(Path(config.adapter))
+    model = getattr(config, "model", None)
+    if isinstance(model, str) and "+" in model:
+        try:
+            _, ad = split_adapter(model)
+        except Exception:  # a bad spec fails later, where it is loaded, with its own message
+            ad = None
+        if ad:
+            folders.append(Path(ad))
+    hashes = []
+    for f in folders:
+        for w in sorted(Path(f).expanduser().glob("adapter_model.*")):
+            hashes.append(file_sha256(w)[:16])
+    return ",".join(hashes)
+
+
 class CachedBackend:
     """Caching proxy around the backend that ``reranker.llm.hf.load_backend(config)`` returns."""
 
@@ -43,6 +67,9 @@ class CachedBackend:
         self.cache = cache
         self._backend = backend
         self.model_id = config.model_dump_json() if hasattr(config, "model_dump_json") else str(config)
+        adapter = _adapter_fingerprint(config)
+        if adapter:  # retraining into the same folder must not reuse old scores
+            self.model_id += f"|adapter:{adapter}"
         self.calls = 0
         self.cached_calls = 0
 
