@@ -181,6 +181,15 @@ class Pipeline:
         except ConfigError as e:
             raise ConfigError(f"retriever: {e}") from None
 
+    def _build_bert(self, data: Any) -> Any:
+        b = self.config.ranking.bert
+        if not b.enabled:
+            return None
+        from .ranking.bert import BertScorer, BertScorerConfig
+
+        return BertScorer(data, BertScorerConfig(model=b.model, half_life=b.half_life,
+                                                 max_chars=b.max_chars, batch_size=b.batch_size))
+
     def _build_llm(self, data: Any) -> Any:
         s = self.config.ranking.llm
         from .llm.base import LLMConfig
@@ -210,12 +219,7 @@ class Pipeline:
         t0 = time.perf_counter()
         self.data = data
         rk = self.config.ranking
-        if rk.bert.enabled:
-            from .ranking.bert import BertScorer, BertScorerConfig
-
-            self.bert = BertScorer(data, BertScorerConfig(
-                model=rk.bert.model, half_life=rk.bert.half_life, max_chars=rk.bert.max_chars,
-                batch_size=rk.bert.batch_size))
+        self.bert = self._build_bert(data)
         if rk.llm.enabled:
             self.llm = self._build_llm(data)
         self.popular = PopularityRetriever().fit(data)
@@ -460,12 +464,7 @@ class Pipeline:
         from .retrieval.popularity import PopularityRetriever
 
         pipe.data = data
-        if rk.bert.enabled:
-            from .ranking.bert import BertScorer, BertScorerConfig
-
-            pipe.bert = BertScorer(data, BertScorerConfig(
-                model=rk.bert.model, half_life=rk.bert.half_life, max_chars=rk.bert.max_chars,
-                batch_size=rk.bert.batch_size))
+        pipe.bert = pipe._build_bert(data)
         if rk.llm.enabled:
             pipe.llm = pipe._build_llm(data)
         pipe.popular = PopularityRetriever().fit(data)
@@ -480,12 +479,7 @@ class Pipeline:
 
 
 def _fingerprint(data: Any) -> str:
-    import pandas as pd
-
-    h = hashlib.sha256()
-    h.update(pd.util.hash_pandas_object(data.interactions, index=False).to_numpy().tobytes())
-    h.update(pd.util.hash_pandas_object(data.items["item_id"], index=False).to_numpy().tobytes())
-    return h.hexdigest()[:16]
+    return data.fingerprint()
 
 
 def _prompt_versions() -> dict[str, str]:

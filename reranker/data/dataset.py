@@ -413,6 +413,15 @@ class Dataset:
             validate=False,
         )
 
+    def fingerprint(self) -> str:
+        """A short hash of the interactions and the catalog ids (cheap, vectorised)."""
+        import hashlib
+
+        h = hashlib.sha256()
+        h.update(pd.util.hash_pandas_object(self.interactions, index=False).to_numpy().tobytes())
+        h.update(pd.util.hash_pandas_object(self.items["item_id"], index=False).to_numpy().tobytes())
+        return h.hexdigest()[:16]
+
     def __repr__(self) -> str:
         return (
             f"Dataset({self.name!r}, users={self.n_users}, items={self.n_items}, "

@@ -14,7 +14,6 @@ CF model's own score of each candidate), ``bert`` (BertScorer), ``llm-pointwise`
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -558,10 +557,5 @@ def ranker_fingerprint(spec: RankerSpec, data_fingerprint: str, seed: int, extra
 
 
 def data_fingerprint(data: Dataset) -> str:
-    """A hash of a dataset's interactions and catalog ids (cheap, vectorised)."""
-    import pandas as pd
-
-    h = hashlib.sha256()
-    h.update(pd.util.hash_pandas_object(data.interactions, index=False).to_numpy().tobytes())
-    h.update(pd.util.hash_pandas_object(data.items["item_id"], index=False).to_numpy().tobytes())
-    return h.hexdigest()[:16]
+    """A hash of a dataset's interactions and catalog ids (`Dataset.fingerprint`)."""
+    return data.fingerprint()

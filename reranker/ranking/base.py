@@ -47,12 +47,13 @@ class ScorerRanker:
     def rank(self, history: History, candidates: Sequence[Candidate]) -> Ranking:
         from ..types import Ranking
 
-        cands = _dedupe(candidates)
+        cands = dedupe(candidates)
         scores = self.scorer.score(history, cands)
         return Ranking.from_scores([c.item_id for c in cands], list(scores), {"ranker": self.name})
 
 
-def _dedupe(candidates: Sequence[Candidate]) -> list[Candidate]:
+def dedupe(candidates: Sequence[Candidate]) -> list[Candidate]:
+    """Candidates with repeated ids removed (first occurrence kept, stage-1 order)."""
     seen: set[str] = set()
     out = []
     for c in candidates:
@@ -63,4 +64,4 @@ def _dedupe(candidates: Sequence[Candidate]) -> list[Candidate]:
 
 
 def _unique_ids(candidates: Sequence[Candidate]) -> list[str]:
-    return [c.item_id for c in _dedupe(candidates)]
+    return [c.item_id for c in dedupe(candidates)]

@@ -367,10 +367,10 @@ class LearnedFusionRanker:
         import time
 
         from ..types import Ranking
-        from .base import _dedupe
+        from .base import dedupe
 
         t0 = time.perf_counter()
-        cands = _dedupe(candidates)
+        cands = dedupe(candidates)
         if not cands:
             return Ranking((), {"ranker": self.name})
         fl, diag = self.builder.build(history, cands)

@@ -10,6 +10,7 @@ from ..errors import DataError, ModelError
 from ..llm.base import LLMBackend, LLMConfig
 from ..llm.prompts import PromptLibrary, get_library
 from ..types import Candidate, History, Item
+from .base import dedupe  # noqa: F401  (re-exported for the LLM rankers)
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +46,6 @@ def make_lookup(catalog: Catalog) -> Callable[[str], Item]:
 
         return from_mapping
     raise DataError(f"catalog must be a dict id -> Item or a Dataset, got {type(catalog).__name__}")
-
-
-def dedupe(candidates: Sequence[Candidate]) -> list[Candidate]:
-    """Candidates with repeated ids removed (first occurrence kept, stage-1 order)."""
-    seen: set[str] = set()
-    out = []
-    for c in candidates:
-        if c.item_id not in seen:
-            seen.add(c.item_id)
-            out.append(c)
-    return out
 
 
 def letter_labels(n: int) -> list[str]:
