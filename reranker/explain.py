@@ -39,6 +39,10 @@ class ExplainerConfig(BaseConfig):
     """Start the answer with 'Because you chose "<history title>", ' (the history item most
     related to the recommendation: same category, most recent), so even a small model's
     explanation cites the user's history; the model writes the rest."""
+    repetition_penalty: float = Field(default=1.3, ge=1.0)
+    """Small models loop on titles under greedy decoding; > 1 discourages repeats."""
+    max_sentences: int = Field(default=2, ge=1)
+    """The explanation is cut to its first line and at most this many sentences."""
     min_title_chars: int = Field(default=5, ge=1)
     """Shorter title variants are not matched (avoids flagging common words)."""
 
@@ -163,6 +167,12 @@ class Explainer:
         return {"id": it.item_id, "label": "", "title": it.title, "category": it.category or "",
                 "attrs": "", "text": text, "rating": None}
 
+    def tidy(self, text: str) -> str:
+        """First line only, at most `max_sentences` sentences, whitespace collapsed."""
+        first = next((ln for ln in text.strip().splitlines() if ln.strip()), "")
+        parts = re.split(r"(?<=[.!?])\s+", " ".join(first.split()))
+        return " ".join(parts[: self.settings.max_sentences]).strip()
+
     def anchor_text(self, history: Sequence[Item], cand: Item) -> str:
         """The answer prefix citing one history item ('' when anchoring is off or no history)."""
         if not self.settings.anchor or not history:
@@ -195,20 +205,22 @@ class Explainer:
         cands = [self.lookup(r.item_id) for r in targets]
         index = self.title_index()
         gens = self.backend.generate(
-            [self._prompt(hist_items, c, context, False) for c in cands], self.settings.max_new_tokens
+            [self._prompt(hist_items, c, context, False) for c in cands], self.settings.max_new_tokens,
+            repetition_penalty=self.settings.repetition_penalty,
         )
         anchors = [self.anchor_text(hist_items, c) for c in cands]
-        texts = [a + g.text.strip() for a, g in zip(anchors, gens, strict=True)]
+        texts = [self.tidy(a + g.text) for a, g in zip(anchors, gens, strict=True)]
         tokens_in = sum(g.tokens_in for g in gens)
         tokens_out = sum(g.tokens_out for g in gens)
         checks = [index.check(t, hist_items, c) for t, c in zip(texts, cands, strict=True)]
         redo = [i for i, ch in enumerate(checks) if not ch.grounded]
         if redo:
             regens = self.backend.generate(
-                [self._prompt(hist_items, cands[i], context, True) for i in redo], self.settings.max_new_tokens
+                [self._prompt(hist_items, cands[i], context, True) for i in redo], self.settings.max_new_tokens,
+                repetition_penalty=self.settings.repetition_penalty,
             )
             for i, g in zip(redo, regens, strict=True):
-                texts[i] = anchors[i] + g.text.strip()
+                texts[i] = self.tidy(anchors[i] + g.text)
                 checks[i] = index.check(texts[i], hist_items, cands[i])
                 tokens_in += g.tokens_in
                 tokens_out += g.tokens_out

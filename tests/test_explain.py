@@ -52,7 +52,7 @@ class ScriptedBackend:
     def truncate_tokens(self, text, n):
         return text
 
-    def generate(self, prompts, max_new_tokens=None, seed=0):
+    def generate(self, prompts, max_new_tokens=None, seed=0, repetition_penalty=None):
         self.prompts.extend(prompts)
         return [Generation(self.answers.pop(0), 10, 5) for _ in prompts]
 
@@ -99,6 +99,13 @@ def test_anchor_cites_a_history_item_in_the_answer_prefix():
     assert out[0].explanation == anchor + "you will enjoy it."
     assert out.diagnostics["explanations"]["c1"]["cited_history"]  # the check sees the citation
     assert ex.anchor_text([], CATALOG["c1"]) == ""
+
+
+def test_tidy_keeps_the_first_line_and_two_sentences():
+    ex = Explainer(backend=ScriptedBackend([]), catalog=CATALOG)
+    looped = 'Because you chose "Heat", it fits.  You like films. Really.\nHeat (1995)\nHeat (1995)'
+    assert ex.tidy(looped) == 'Because you chose "Heat", it fits. You like films.'
+    assert ex.tidy("\n\n  one line only  ") == "one line only"
 
 
 @pytest.mark.filterwarnings("ignore")

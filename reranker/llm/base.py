@@ -96,7 +96,11 @@ class LLMBackend(Protocol):
     ) -> ScoreResult: ...
 
     def generate(
-        self, prompts: Sequence[str], max_new_tokens: int | None = None, seed: int = 0
+        self,
+        prompts: Sequence[str],
+        max_new_tokens: int | None = None,
+        seed: int = 0,
+        repetition_penalty: float | None = None,
     ) -> list[Generation]: ...
 
 

@@ -298,9 +298,14 @@ class HFBackend:
 
     # ------------------------------------------------------------------ generation
     def generate(
-        self, prompts: Sequence[str], max_new_tokens: int | None = None, seed: int = 0
+        self,
+        prompts: Sequence[str],
+        max_new_tokens: int | None = None,
+        seed: int = 0,
+        repetition_penalty: float | None = None,
     ) -> list[Generation]:
-        """Batched generation (left padding); greedy unless config.temperature > 0."""
+        """Batched generation (left padding); greedy unless config.temperature > 0.
+        `repetition_penalty` > 1 discourages the loops small models fall into."""
         torch = self._torch
         max_new = max_new_tokens or self.config.max_new_tokens
         sample = self.config.temperature > 0
@@ -323,6 +328,8 @@ class HFBackend:
                     "do_sample": sample,
                     "pad_token_id": tok.pad_token_id,
                 }
+                if repetition_penalty is not None and repetition_penalty != 1.0:
+                    gen_kwargs["repetition_penalty"] = float(repetition_penalty)
                 if sample:
                     torch.manual_seed(seed)
                     gen_kwargs["temperature"] = self.config.temperature
