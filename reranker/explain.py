@@ -34,12 +34,12 @@ class ExplainerConfig(BaseConfig):
     """Explanation settings."""
 
     top_k: int = Field(default=3, ge=0)
-    max_new_tokens: int = Field(default=60, ge=8)
+    max_new_tokens: int = Field(default=40, ge=8)
     anchor: bool = True
-    """Start the answer with 'Because you chose "<history title>", ' (the history item most
-    related to the recommendation: same category, most recent), so even a small model's
-    explanation cites the user's history; the model writes the rest."""
-    repetition_penalty: float = Field(default=1.3, ge=1.0)
+    """Start the answer with 'Because you chose "<history title>", you may like "<item>" because
+    it' (the history item most related to the recommendation: same category, most recent), so
+    even a small model's explanation cites the user's history; the model writes the reason."""
+    repetition_penalty: float = Field(default=1.1, ge=1.0)
     """Small models loop on titles under greedy decoding; > 1 discourages repeats."""
     max_sentences: int = Field(default=2, ge=1)
     """The explanation is cut to its first line and at most this many sentences."""
@@ -108,6 +108,14 @@ class TitleIndex:
             if any(_mentions(t, v) for v in title_variants(it.title) if len(v) >= 3):
                 cited.append(_norm(it.title))
         return GroundingCheck(not bad, sorted(set(bad)), sorted(set(cited)))
+
+
+def _join(anchor: str, continuation: str) -> str:
+    """Anchor + generated text (generations come stripped: restore the word break)."""
+    c = continuation.strip()
+    if not anchor or not c or anchor.endswith(" ") or c[0] in "'’,.;:!?":
+        return anchor + c
+    return f"{anchor} {c}"
 
 
 class Explainer:
@@ -179,7 +187,7 @@ class Explainer:
             return ""
         same = [h for h in history if cand.category and h.category == cand.category]
         pick = (same or list(history))[-1]
-        return f'Because you chose "{pick.title}", '
+        return f'Because you chose "{pick.title}", you may like "{cand.title}" because it'
 
     def _prompt(self, history: Sequence[Item], cand: Item, context: dict, strict: bool) -> str:
         tpl = self.prompts.get(self.template)
@@ -209,7 +217,7 @@ class Explainer:
             repetition_penalty=self.settings.repetition_penalty,
         )
         anchors = [self.anchor_text(hist_items, c) for c in cands]
-        texts = [self.tidy(a + g.text) for a, g in zip(anchors, gens, strict=True)]
+        texts = [self.tidy(_join(a, g.text)) for a, g in zip(anchors, gens, strict=True)]
         tokens_in = sum(g.tokens_in for g in gens)
         tokens_out = sum(g.tokens_out for g in gens)
         checks = [index.check(t, hist_items, c) for t, c in zip(texts, cands, strict=True)]
@@ -220,7 +228,7 @@ class Explainer:
                 repetition_penalty=self.settings.repetition_penalty,
             )
             for i, g in zip(redo, regens, strict=True):
-                texts[i] = self.tidy(anchors[i] + g.text)
+                texts[i] = self.tidy(_join(anchors[i], g.text))
                 checks[i] = index.check(texts[i], hist_items, cands[i])
                 tokens_in += g.tokens_in
                 tokens_out += g.tokens_out

@@ -96,7 +96,9 @@ def test_anchor_cites_a_history_item_in_the_answer_prefix():
     out = ex.explain(hist, _ranking())
     anchor = ex.anchor_text([CATALOG["h1"], CATALOG["h2"]], CATALOG["c1"])
     assert anchor.startswith("Because you chose \"") and be.prompts[0].endswith(anchor)
-    assert out[0].explanation == anchor + "you will enjoy it."
+    assert out[0].explanation == anchor + " you will enjoy it."
+    # the same-category history item (Toy Story, Animation) is cited, then the candidate
+    assert anchor == 'Because you chose "Toy Story (1995)", you may like "Aladdin (1992)" because it'
     assert out.diagnostics["explanations"]["c1"]["cited_history"]  # the check sees the citation
     assert ex.anchor_text([], CATALOG["c1"]) == ""
 
