@@ -32,7 +32,7 @@ from . import __version__
 from .config import BaseConfig
 from .errors import ConfigError, ModelError
 from .ranking.learned import LearnedFusionConfig
-from .types import Candidate, History, Ranking
+from .types import Candidate, History, Ranking, to_jsonable
 
 log = logging.getLogger(__name__)
 
@@ -430,7 +430,7 @@ class Pipeline:
             "weights": self.weights,
             "data_fingerprint": _fingerprint(self.data),
             "prompt_versions": _prompt_versions(),
-            "fit_report": _jsonable(self.fit_report),
+            "fit_report": to_jsonable(self.fit_report),
         }
         (folder / "pipeline.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
         return folder
@@ -487,16 +487,6 @@ def _prompt_versions() -> dict[str, str]:
 
     d = prompts_dir()
     return {p.stem: hashlib.sha256(p.read_bytes()).hexdigest()[:12] for p in sorted(d.glob("*.j2"))}
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, Mapping):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.generic):
-        return x.item()
-    return x
 
 
 __all__ = ["Pipeline", "PipelineConfig"]

@@ -195,7 +195,7 @@ class Ranking:
                 {"item_id": r.item_id, "score": r.score, "rank": r.rank, "explanation": r.explanation}
                 for r in self.items
             ],
-            "diagnostics": _jsonable(self.diagnostics),
+            "diagnostics": to_jsonable(self.diagnostics),
         }
 
     def to_dataframe(self):  # -> pandas.DataFrame
@@ -209,11 +209,12 @@ class Ranking:
         )
 
 
-def _jsonable(x: Any) -> Any:
+def to_jsonable(x: Any) -> Any:
+    """Mappings, lists and numpy scalars turned into plain JSON-friendly values."""
     if isinstance(x, Mapping):
-        return {str(k): _jsonable(v) for k, v in x.items()}
+        return {str(k): to_jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
+        return [to_jsonable(v) for v in x]
     if hasattr(x, "item") and callable(x.item):  # numpy scalar
         return x.item()
     return x
