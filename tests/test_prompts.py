@@ -7,7 +7,7 @@ import pytest
 from reranker.errors import PromptError
 from reranker.llm.prompts import TEMPLATE_NAMES, PromptLibrary, PromptTemplate, builtin_prompt_dirs
 
-ITEM = {"id": "x", "label": "1", "title": "Heat", "category": "Action", "attrs": "year: 1995", "text": "", "rating": None}
+ITEM = {"id": "x", "label": "1", "title": "Heat", "category": "Action", "attrs": "year: 1995", "details": "Action, 1995", "text": "", "rating": None}
 
 
 def test_builtin_templates_all_load_and_declare_variables():
@@ -25,7 +25,7 @@ def test_render_pointwise_includes_context_and_candidate_last():
         "score_pointwise", history=[ITEM], candidate=dict(ITEM, title="Casino"), context={"device": "mobile"}
     )
     assert "device: mobile" in text
-    assert "Heat (Action)" in text
+    assert "Heat (Action, 1995)" in text  # compact details: category and attribute values
     assert text.rstrip().splitlines()[-1].startswith("Item: Casino")
 
 

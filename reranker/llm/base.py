@@ -32,7 +32,12 @@ class LLMConfig(BaseConfig):
     threads: int | None = Field(default=None, ge=1)
     """torch intra-op threads; None keeps torch's default."""
     batch_size: int = Field(default=16, ge=1)
-    """Suffixes per forward in score_options, prompts per batch in generate."""
+    """Suffixes per forward in score_options (KV-cache path), prompts per batch in generate."""
+    scoring: Literal["packed", "cache"] = "packed"
+    """How shared-prefix scoring runs: `packed` puts all suffixes in one unpadded sequence with
+    a prefix-aware attention (fastest on CPU; models whose attention transformers dispatches
+    through its AttentionInterface, others fall back); `cache` expands the prefix KV cache over
+    padded batches of suffixes."""
     max_context: int | None = Field(default=2048, ge=128)
     """Token budget of one prompt (capped by the model's own maximum)."""
     max_new_tokens: int = Field(default=96, ge=1)

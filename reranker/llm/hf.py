@@ -86,6 +86,11 @@ class HFBackend:
         self._head_w = head.weight
         self._head_b = getattr(head, "bias", None)
         self._label_cache: dict[tuple[str, ...], list[int]] = {}
+        self._packed = False
+        if self.config.scoring == "packed":
+            from . import packed
+
+            self._packed = packed.install(self.model)
         log.info(
             "loaded %s (%s) in %.1fs, dtype=%s, threads=%d",
             self.config.model,
@@ -236,6 +241,8 @@ class HFBackend:
         total = len(pre) + max((len(s) for s in sufs), default=0)
         if total > self.max_context:
             raise ModelError(f"prompt of {total} tokens exceeds the context of {self.max_context}")
+        if self._packed and pre:
+            return self._score_packed(pre, sufs, label_ids, return_hidden, t0)
         logits, hiddens = [], []
         with torch.inference_mode():
             base_cache = None
@@ -266,6 +273,51 @@ class HFBackend:
         return ScoreResult(
             logits=np.concatenate(logits, axis=0) if logits else np.zeros((0, len(labels))),
             hidden=(np.concatenate(hiddens, axis=0) if hiddens else None) if return_hidden else None,
+            tokens_in=len(pre) + sum(len(s) for s in sufs),
+            latency_s=time.perf_counter() - t0,
+        )
+
+    def _score_packed(
+        self, pre: list[int], sufs: list[list[int]], label_ids: list[int], return_hidden: bool, t0: float
+    ) -> ScoreResult:
+        """The prefix once (KV cache kept), then the suffixes concatenated in chunks of at most
+        `_PACK_TOKENS` tokens, each chunk one unpadded forward (see `reranker.llm.packed`)."""
+        torch = self._torch
+        from .packed import PrefixKV, layout
+
+        dev = self.device
+        pad_id = self.tokenizer.pad_token_id
+        logits, hiddens = [], []
+        with torch.inference_mode():
+            # causal: pad tokens appended after the prefix change nothing before them; they
+            # round the length up so oneDNN reuses its compiled matmul kernels across users
+            n_pre = len(pre)
+            padded = pre + [pad_id] * (_round_up(n_pre) - n_pre)
+            out = self._decoder(input_ids=torch.tensor([padded], dtype=torch.long, device=dev), use_cache=True)
+            layers = out.past_key_values.layers
+            keys = [layer.keys[:, :, :n_pre] for layer in layers]
+            values = [layer.values[:, :, :n_pre] for layer in layers]
+            for chunk in _chunks(sufs, _PACK_TOKENS):
+                n_tok = sum(len(s) for s in chunk)
+                filler = _round_up(n_tok) - n_tok  # one dummy segment, its outputs unused
+                lengths = [len(s) for s in chunk] + ([filler] if filler else [])
+                pos, pad, unpad, m, ends = layout(n_pre, lengths)
+                flat = [t for s in chunk for t in s] + [pad_id] * filler
+                ids = torch.tensor([flat], dtype=torch.long, device=dev)
+                res = self._decoder(
+                    input_ids=ids,
+                    position_ids=pos.to(dev),
+                    use_cache=False,
+                    reranker_prefix=PrefixKV(keys, values, pad.to(dev), unpad.to(dev), len(lengths), m),
+                )
+                ends = ends[: len(chunk)]
+                h = res.last_hidden_state[0, ends.to(dev)]
+                logits.append(self._label_logits(h, label_ids))
+                if return_hidden:
+                    hiddens.append(h.float().cpu().numpy())
+        return ScoreResult(
+            logits=np.concatenate(logits, axis=0),
+            hidden=np.concatenate(hiddens, axis=0) if return_hidden else None,
             tokens_in=len(pre) + sum(len(s) for s in sufs),
             latency_s=time.perf_counter() - t0,
         )
@@ -357,6 +409,34 @@ class HFBackend:
         finally:
             tok.padding_side = old_side
         return results
+
+
+_PACK_TOKENS = 1024
+"""Suffix tokens per packed forward (bounds the (heads, S, prefix + S) score matrix)."""
+
+
+_BUCKET = 32
+"""Packed lengths are rounded up to a multiple of this (CPU matmul kernels are compiled per shape)."""
+
+
+def _round_up(n: int, step: int = _BUCKET) -> int:
+    return -(-n // step) * step
+
+
+def _chunks(seqs: list[list[int]], budget: int) -> list[list[list[int]]]:
+    """Consecutive groups of sequences with at most `budget` tokens each (at least one per group)."""
+    out: list[list[list[int]]] = []
+    cur: list[list[int]] = []
+    n = 0
+    for s in seqs:
+        if cur and n + len(s) > budget:
+            out.append(cur)
+            cur, n = [], 0
+        cur.append(s)
+        n += len(s)
+    if cur:
+        out.append(cur)
+    return out
 
 
 def apply_adapter(model: Any, adapter: str, merge: bool = False) -> Any:

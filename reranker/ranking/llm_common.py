@@ -102,8 +102,12 @@ class LLMRankerBase:
 
     # ---------------------------------------------------------------- views
     def item_view(self, item: Item, label: str | None = None, with_text: bool = True) -> dict:
-        """What the LLM sees of an item: title, category, a few attributes, truncated text."""
-        attrs = []
+        """What the LLM sees of an item: title, category, a few attributes, truncated text.
+
+        `attrs` spells the attributes as `key: value`; `details` is the compact form the
+        built-in templates show in brackets after the title: category and attribute values
+        (`Drama, 1995`), which costs about a quarter fewer tokens per item."""
+        attrs, values = [], []
         for k, v in list(item.attrs.items()):
             if len(attrs) >= self.config.max_attrs:
                 break
@@ -111,6 +115,7 @@ class LLMRankerBase:
                 continue
             sv = str(v)
             attrs.append(f"{k}: {sv[:40]}")
+            values.append(sv[:40])
         text = ""
         if with_text and item.text and self.config.item_text_tokens > 0:
             key = item.item_id
@@ -125,6 +130,7 @@ class LLMRankerBase:
             "title": item.title,
             "category": item.category or "",
             "attrs": "; ".join(attrs),
+            "details": ", ".join([item.category, *values] if item.category else values),
             "text": text,
             "rating": None,
         }
