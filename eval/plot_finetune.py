@@ -50,6 +50,8 @@ def main() -> None:
         ax1.plot(steps, loss, color="0.75", lw=0.8, label="loss per step")
         ax1.plot(steps, moving_average(loss, args.window), color="C0", lw=1.8,
                  label=f"moving average ({args.window} steps)")
+    ax1.axhline(np.log(2), color="C3", ls="--", lw=0.8)
+    ax1.text(0, np.log(2) + 0.05, "ln 2: Yes/No at 50/50 (no discrimination)", fontsize=7, color="C3")
     ax1.set_ylabel("answer-token cross-entropy")
     ax1.legend(loc="upper right")
     ax1.set_title(f"Fine-tuning {args.run.name}: training loss and validation")
@@ -60,12 +62,12 @@ def main() -> None:
         best = max(val, key=lambda v: v["ndcg@10"])
         ax2.axvline(best["step"], color="0.6", ls=":", lw=1)
         ax2.annotate(f"best (kept): step {best['step']}", (best["step"], best["ndcg@10"]),
-                     textcoords="offset points", xytext=(5, 8), fontsize=8)
+                     textcoords="offset points", xytext=(-60, 10), fontsize=8)
     ax2.axhline(0.2, color="0.5", ls="--", lw=0.8)
     ax2.text(0, 0.205, "random ranking (~0.20)", fontsize=7, color="0.4")
     ax2.set_xlabel("optimizer step")
     ax2.set_ylabel("regime B (1 target + 19 negatives)")
-    ax2.legend(loc="lower right")
+    ax2.legend(loc="center right")
     fig.tight_layout()
     args.out.mkdir(parents=True, exist_ok=True)
     png = args.out / "training_curve.png"
