@@ -270,12 +270,7 @@ class HFBackend:
                 logits.append(self._label_logits(h, label_ids))
                 if return_hidden:
                     hiddens.append(h.float().cpu().numpy())
-        return ScoreResult(
-            logits=np.concatenate(logits, axis=0) if logits else np.zeros((0, len(labels))),
-            hidden=(np.concatenate(hiddens, axis=0) if hiddens else None) if return_hidden else None,
-            tokens_in=len(pre) + sum(len(s) for s in sufs),
-            latency_s=time.perf_counter() - t0,
-        )
+        return _result(logits, hiddens, len(labels), return_hidden, len(pre) + sum(len(s) for s in sufs), t0)
 
     def _score_packed(
         self, pre: list[int], sufs: list[list[int]], label_ids: list[int], return_hidden: bool, t0: float
@@ -315,12 +310,7 @@ class HFBackend:
                 logits.append(self._label_logits(h, label_ids))
                 if return_hidden:
                     hiddens.append(h.float().cpu().numpy())
-        return ScoreResult(
-            logits=np.concatenate(logits, axis=0),
-            hidden=np.concatenate(hiddens, axis=0) if return_hidden else None,
-            tokens_in=len(pre) + sum(len(s) for s in sufs),
-            latency_s=time.perf_counter() - t0,
-        )
+        return _result(logits, hiddens, len(label_ids), return_hidden, len(pre) + sum(len(s) for s in sufs), t0)
 
     def score_full(
         self, prompts: Sequence[str], labels: Sequence[str], return_hidden: bool = False
@@ -341,12 +331,7 @@ class HFBackend:
                 logits.append(self._label_logits(h, label_ids))
                 if return_hidden:
                     hiddens.append(h.float().cpu().numpy())
-        return ScoreResult(
-            logits=np.concatenate(logits, axis=0),
-            hidden=np.concatenate(hiddens, axis=0) if return_hidden else None,
-            tokens_in=sum(len(s) for s in seqs),
-            latency_s=time.perf_counter() - t0,
-        )
+        return _result(logits, hiddens, len(labels), return_hidden, sum(len(s) for s in seqs), t0)
 
     # ------------------------------------------------------------------ generation
     def generate(
@@ -409,6 +394,18 @@ class HFBackend:
         finally:
             tok.padding_side = old_side
         return results
+
+
+def _result(
+    logits: list[np.ndarray], hiddens: list[np.ndarray], n_labels: int, return_hidden: bool, tokens_in: int, t0: float
+) -> ScoreResult:
+    """One ScoreResult from the per-batch logits (and hidden states) of a scoring path."""
+    return ScoreResult(
+        logits=np.concatenate(logits, axis=0) if logits else np.zeros((0, n_labels)),
+        hidden=(np.concatenate(hiddens, axis=0) if hiddens else None) if return_hidden else None,
+        tokens_in=tokens_in,
+        latency_s=time.perf_counter() - t0,
+    )
 
 
 _PACK_TOKENS = 1024
