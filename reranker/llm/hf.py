@@ -241,7 +241,9 @@ class HFBackend:
         total = len(pre) + max((len(s) for s in sufs), default=0)
         if total > self.max_context:
             raise ModelError(f"prompt of {total} tokens exceeds the context of {self.max_context}")
-        if self._packed and pre:
+        # the packed attention merges blocks with the CPU flash kernel: a model moved to a GPU
+        # after loading (the fine-tuning trainer does) takes the KV-cache path instead
+        if self._packed and pre and self.device.type == "cpu":
             return self._score_packed(pre, sufs, label_ids, return_hidden, t0)
         logits, hiddens = [], []
         with torch.inference_mode():
