@@ -231,3 +231,41 @@ def test_ctrl_c_leaves_valid_partial_results(tmp_path, world_dataset):
     finally:
         unregister_ranker_type("interrupt-test")
     assert res2["runs"][0]["rankers"]["toy"]["diagnostics"]["cache_hits"] == 7  # 8 users, 7 ranked before Ctrl-C
+
+
+class _BatchRanker:
+    """A ranker with `rank_many`: records how the runner called it."""
+
+    users_per_batch = 3
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def rank(self, history, candidates):  # pragma: no cover - the runner must use rank_many
+        raise AssertionError("rank_many expected")
+
+    def rank_many(self, requests):
+        self.calls.append(len(requests))
+        return [
+            Ranking.from_order([c.item_id for c in reversed(list(cands))], {"tokens_in": 5, "tokens_out": 2})
+            for _, cands in requests
+        ]
+
+
+def test_runner_ranks_cache_misses_in_blocks_through_rank_many(tmp_path):
+    from reranker.evaluation.runner import rank_users
+    from reranker.types import History
+
+    users = [f"u{i}" for i in range(7)]
+    hist = {u: History(u, ("a",)) for u in users}
+    lists = {u: ["x", "y", u] for u in users}
+    cache = KVCache(tmp_path / "c.sqlite")
+    first = _BatchRanker()
+    run = rank_users(first, "b", "fp", users[:4], hist, lists, cache, progress=False)
+    assert first.calls == [3, 1] and run.cache_hits == 0
+    second = _BatchRanker()
+    run = rank_users(second, "b", "fp", users, hist, lists, cache, progress=False)
+    assert second.calls == [2, 1]  # block 2 holds u3 (cached) + u4, u5; block 3 is u6 alone
+    assert run.cache_hits == 4 and run.users == users  # users keep their order
+    assert run.ranked == [[u, "y", "x"] for u in users]
+    assert run.tokens == [(5, 2)] * 7

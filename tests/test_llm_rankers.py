@@ -162,3 +162,22 @@ def test_listwise_sliding_window_complete(smollm, tiny_catalog, hist):
 def test_unknown_candidate_id_is_data_error(smollm, tiny_catalog, hist):
     with pytest.raises(DataError, match="'zz'"):
         PointwiseLLMRanker(backend=smollm, catalog=tiny_catalog).rank(hist, [Candidate("zz")])
+
+
+def test_listwise_rank_many_matches_rank_one_by_one(smollm, tiny_catalog, hist, cands):
+    """Batched generation (left padding, length-sorted batches) gives each user the answer they
+    get alone; a list longer than the window still goes through the sliding window."""
+    r = ListwiseLLMRanker(backend=smollm, catalog=tiny_catalog, window=6, step=3, max_new_tokens=12)
+    other = History("u2", ("i3",))
+    many = [Candidate(i) for i in tiny_catalog]  # 8 > window
+    requests = [(hist, cands), (other, cands[::-1]), (hist, many), (other, cands[:2]), (hist, [])]
+    batched = r.rank_many(requests)
+    alone = [r.rank(h, c) for h, c in requests]
+    assert len(batched) == len(requests)
+    for b, a, (_, c) in zip(batched, alone, requests, strict=True):
+        assert b.item_ids == a.item_ids
+        assert b.diagnostics.get("raw") == a.diagnostics.get("raw")
+        if c:
+            RankerSuite.assert_complete(b, c)
+    assert batched[2].diagnostics["calls"] == 2  # windows [3:8] then [0:5] (step 3)
+    assert r.users_per_batch == smollm.config.batch_size

@@ -212,59 +212,94 @@ def rank_users(
         keys[u] = make_key("rank", fingerprint, salt, u, list(histories[u].items), ids)
     found = cache.get_many(keys.values()) if cache.enabled else {}
     pending: dict[str, Any] = {}
-    bar = tqdm(users, desc=name, disable=not progress, leave=False, unit="user")
+    bar = tqdm(total=len(users), desc=name, disable=not progress, leave=False, unit="user")
     try:
-        _rank_loop(ranker, run, bar, keys, found, pending, histories, lists, cache, precomputed, on_flush, flush_every)
+        _rank_loop(
+            ranker, run, list(users), bar, keys, found, pending, histories, lists, cache, precomputed,
+            on_flush, flush_every,
+        )
     finally:  # also on Ctrl-C: what was computed is kept for the next run
+        bar.close()
         if pending:
             cache.put_many(pending)
     return run
 
 
 def _rank_loop(
-    ranker: Any, run: RankerRun, bar: Any, keys: Mapping[str, str], found: Mapping[str, Any],
+    ranker: Any, run: RankerRun, users: list[str], bar: Any, keys: Mapping[str, str], found: Mapping[str, Any],
     pending: dict[str, Any], histories: Mapping[str, Any], lists: Mapping[str, Sequence[Any]],
     cache: KVCache | NullCache, precomputed: Any, on_flush: Any, flush_every: int,
 ) -> None:
+    """Users in order; the cache misses of each block of ``ranker.users_per_batch`` users are
+    ranked together through ``ranker.rank_many`` when the ranker has it (listwise LLM: one
+    batched generate), one by one through ``rank`` otherwise."""
     from ..types import Candidate
 
-    for i, u in enumerate(bar):
-        hit = found.get(keys[u])
-        if hit is None:
-            cands = [c if isinstance(c, Candidate) else Candidate(str(c), 0.0, "sampled") for c in lists[u]]
-            t0 = time.perf_counter()
-            if precomputed is not None:
-                ranking = ranker.rank(histories[u], cands, precomputed(u, cands))
-            else:
-                ranking = ranker.rank(histories[u], cands)
-            dt = time.perf_counter() - t0
-            hit = {
-                "ids": ranking.item_ids,
-                "scores": [float(s) if math.isfinite(s) else -1e300 for s in ranking.scores],
-                "diag": _compact_diag(ranking.diagnostics),
-                "seconds": dt,
+    batch = 1
+    if precomputed is None and hasattr(ranker, "rank_many"):
+        batch = max(1, int(getattr(ranker, "users_per_batch", 1)))
+    i = 0
+    for b0 in range(0, len(users), batch):
+        block = users[b0 : b0 + batch]
+        misses = [u for u in block if found.get(keys[u]) is None]
+        computed: dict[str, Any] = {}
+        if misses:
+            cands = {
+                u: [c if isinstance(c, Candidate) else Candidate(str(c), 0.0, "sampled") for c in lists[u]]
+                for u in misses
             }
-            if set(hit["ids"]) != {c.item_id for c in cands}:
-                run.failures.append({"user": u, "error": "ranking is not a permutation of the candidates"})
-            pending[keys[u]] = hit
-        else:
-            run.cache_hits += 1
-        run.users.append(u)
-        run.ranked.append(list(hit["ids"]))
-        run.scores.append(list(hit["scores"]))
-        run.seconds.append(float(hit["seconds"]))
-        d = hit.get("diag") or {}
-        run.tokens.append(tuple(d["tokens"]) if "tokens" in d else None)  # type: ignore[arg-type]
-        run.parse.append(d.get("parse"))
-        run.n_candidates.append(len(lists[u]))
-        if "raw" in d and len(run.examples) < _EXAMPLES:
-            run.examples.append({"user": u, "raw": d["raw"], "parse": d.get("parse")})
-        if (i + 1) % flush_every == 0:
-            if pending:
-                cache.put_many(pending)
-                pending.clear()
-            if on_flush is not None:
-                on_flush(run)
+            t0 = time.perf_counter()
+            if batch > 1:
+                rankings = ranker.rank_many([(histories[u], cands[u]) for u in misses])
+                per_user = (time.perf_counter() - t0) / len(misses)
+                timed = [(u, r, per_user) for u, r in zip(misses, rankings, strict=True)]
+            else:
+                timed = []
+                for u in misses:
+                    t1 = time.perf_counter()
+                    if precomputed is not None:
+                        r = ranker.rank(histories[u], cands[u], precomputed(u, cands[u]))
+                    else:
+                        r = ranker.rank(histories[u], cands[u])
+                    timed.append((u, r, time.perf_counter() - t1))
+            for u, ranking, dt in timed:
+                hit = {
+                    "ids": ranking.item_ids,
+                    "scores": [float(s) if math.isfinite(s) else -1e300 for s in ranking.scores],
+                    "diag": _compact_diag(ranking.diagnostics),
+                    "seconds": dt,
+                }
+                if set(hit["ids"]) != {c.item_id for c in cands[u]}:
+                    run.failures.append({"user": u, "error": "ranking is not a permutation of the candidates"})
+                pending[keys[u]] = hit
+                computed[u] = hit
+        for u in block:
+            hit = computed.get(u)
+            if hit is None:
+                hit = found[keys[u]]
+                run.cache_hits += 1
+            _record(run, u, hit, len(lists[u]))
+            i += 1
+            bar.update(1)
+            if i % flush_every == 0:
+                if pending:
+                    cache.put_many(pending)
+                    pending.clear()
+                if on_flush is not None:
+                    on_flush(run)
+
+
+def _record(run: RankerRun, u: str, hit: Mapping[str, Any], n_candidates: int) -> None:
+    run.users.append(u)
+    run.ranked.append(list(hit["ids"]))
+    run.scores.append(list(hit["scores"]))
+    run.seconds.append(float(hit["seconds"]))
+    d = hit.get("diag") or {}
+    run.tokens.append(tuple(d["tokens"]) if "tokens" in d else None)  # type: ignore[arg-type]
+    run.parse.append(d.get("parse"))
+    run.n_candidates.append(n_candidates)
+    if "raw" in d and len(run.examples) < _EXAMPLES:
+        run.examples.append({"user": u, "raw": d["raw"], "parse": d.get("parse")})
 
 
 def diagnostics_summary(run: RankerRun, n_boot: int, seed: int) -> dict[str, Any]:

@@ -348,13 +348,17 @@ class HFBackend:
         torch = self._torch
         max_new = max_new_tokens or self.config.max_new_tokens
         sample = self.config.temperature > 0
-        results: list[Generation] = []
+        results: list[Generation | None] = [None] * len(prompts)
         tok = self.tokenizer
+        # batch prompts of similar length together (less left padding), answers in input order
+        lengths = [len(ids) for ids in tok(list(prompts), add_special_tokens=False).input_ids] if len(prompts) > 1 else [0]
+        order = sorted(range(len(prompts)), key=lambda i: lengths[i])
         old_side = tok.padding_side
         tok.padding_side = "left"
         try:
             for start in range(0, len(prompts), self.config.batch_size):
-                chunk = list(prompts[start : start + self.config.batch_size])
+                idx = order[start : start + self.config.batch_size]
+                chunk = [prompts[i] for i in idx]
                 t0 = time.perf_counter()
                 enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
                 if enc.input_ids.shape[1] + max_new > self.max_context:
@@ -385,7 +389,7 @@ class HFBackend:
                     n_out = int((new != tok.pad_token_id).sum()) + (
                         1 if eos is not None and eos == tok.pad_token_id and (new == eos).any() else 0
                     )
-                    results.append(
+                    results[idx[i]] = (
                         Generation(
                             text=tok.decode(real, skip_special_tokens=True).strip(),
                             tokens_in=int(enc.attention_mask[i].sum()),
@@ -395,7 +399,7 @@ class HFBackend:
                     )
         finally:
             tok.padding_side = old_side
-        return results
+        return [g for g in results if g is not None]
 
 
 def _result(

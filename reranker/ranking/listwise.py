@@ -69,92 +69,159 @@ class ListwiseLLMRanker(LLMRankerBase):
         self, history: History, views: list[dict], rng: random.Random, stats: dict[str, Any]
     ) -> tuple[list[int], list[float] | None]:
         """Rank one window (views in current order). Returns (order of indices, Borda points)."""
-        n = len(views)
-        perms = [list(range(n))] + [rng.sample(range(n), n) for _ in range(self.permutations - 1)]
-        prompts = []
-        for perm in perms:
-            prompt, kept = self._prompt(history, [views[i] for i in perm], strict=False)
-            prompts.append(prompt)
-            stats["history_used"] = min(stats.get("history_used", kept), kept)
-        gens = self.backend.generate(prompts, self._max_new_tokens(n), seed=self.seed)
-        results: list[ParseResult] = []
-        retry_idx = []
-        for k, (perm, g) in enumerate(zip(perms, gens, strict=True)):
-            # fill-in in stage-1 order: shown positions sorted by their window index
-            fill = sorted(range(n), key=lambda j, perm=perm: perm[j])
-            res = parse_ranking(g.text, n, fill)
-            results.append(res)
-            stats["tokens_in"] += g.tokens_in
-            stats["tokens_out"] += g.tokens_out
-            stats["raw"].append(g.text)
-            if res.valid < n / 2:
-                retry_idx.append(k)
-        if retry_idx:
-            retry_prompts = [self._prompt(history, [views[i] for i in perms[k]], True)[0] for k in retry_idx]
-            regens = self.backend.generate(retry_prompts, self._max_new_tokens(n), seed=self.seed)
-            stats["retries"] += len(retry_idx)
-            for k, g in zip(retry_idx, regens, strict=True):
-                fill = sorted(range(n), key=lambda j, perm=perms[k]: perm[j])
-                res = parse_ranking(g.text, n, fill)
-                stats["tokens_in"] += g.tokens_in
-                stats["tokens_out"] += g.tokens_out
-                stats["raw"].append(g.text)
-                if res.valid > results[k].valid:
-                    results[k] = res
-        orders = []
-        for perm, res in zip(perms, results, strict=True):
-            for key, v in res.counts().items():
-                stats[key] += v
-            orders.append([perm[j] for j in res.order])  # shown position -> window index
-        stats["calls"] += len(perms)
-        if len(orders) == 1:
-            return orders[0], None
-        points = borda(orders, n)
-        order = sorted(range(n), key=lambda i: (-points[i], i))
-        return order, points
+        return self._rank_windows([(history, views, rng, stats)])[0]
 
-    def rank(self, history: History, candidates: Sequence[Candidate]) -> Ranking:
-        t0 = time.perf_counter()
+    def _rank_windows(
+        self, jobs: Sequence[tuple[History, list[dict], random.Random, dict[str, Any]]]
+    ) -> list[tuple[list[int], list[float] | None]]:
+        """Rank several windows (one per job: history, views, rng, stats) with one batched
+        `generate` for all their prompts and one for all their strict retries."""
+        perms_of: list[list[list[int]]] = []
+        prompts: list[str] = []
+        owner: list[tuple[int, int]] = []  # prompt -> (job, permutation)
+        for j, (history, views, rng, stats) in enumerate(jobs):
+            n = len(views)
+            perms = [list(range(n))] + [rng.sample(range(n), n) for _ in range(self.permutations - 1)]
+            perms_of.append(perms)
+            for k, perm in enumerate(perms):
+                prompt, kept = self._prompt(history, [views[i] for i in perm], strict=False)
+                prompts.append(prompt)
+                owner.append((j, k))
+                stats["history_used"] = min(stats.get("history_used", kept), kept)
+        gens = self._generate(prompts, [self._max_new_tokens(len(jobs[j][1])) for j, _ in owner])
+        results: list[list[ParseResult | None]] = [[None] * len(p) for p in perms_of]
+        retry: list[tuple[int, int]] = []
+        for (j, k), g in zip(owner, gens, strict=True):
+            n, stats = len(jobs[j][1]), jobs[j][3]
+            res = self._parse(g, perms_of[j][k], stats)
+            results[j][k] = res
+            if res.valid < n / 2:
+                retry.append((j, k))
+        if retry:
+            retry_prompts = [
+                self._prompt(jobs[j][0], [jobs[j][1][i] for i in perms_of[j][k]], True)[0] for j, k in retry
+            ]
+            regens = self._generate(retry_prompts, [self._max_new_tokens(len(jobs[j][1])) for j, _ in retry])
+            for (j, k), g in zip(retry, regens, strict=True):
+                jobs[j][3]["retries"] += 1
+                res = self._parse(g, perms_of[j][k], jobs[j][3])
+                old = results[j][k]
+                if old is None or res.valid > old.valid:
+                    results[j][k] = res
+        out: list[tuple[list[int], list[float] | None]] = []
+        for j, (_, views, _, stats) in enumerate(jobs):
+            n = len(views)
+            orders = []
+            for perm, res in zip(perms_of[j], results[j], strict=True):
+                assert res is not None
+                for key, v in res.counts().items():
+                    stats[key] += v
+                orders.append([perm[i] for i in res.order])  # shown position -> window index
+            stats["calls"] += len(perms_of[j])
+            if len(orders) == 1:
+                out.append((orders[0], None))
+                continue
+            points = borda(orders, n)
+            out.append((sorted(range(n), key=lambda i, p=points: (-p[i], i)), points))
+        return out
+
+    def _generate(self, prompts: list[str], max_new: list[int]) -> list[Any]:
+        """One batched `generate` per distinct answer budget (windows of the same size share
+        one), answers in prompt order."""
+        out: list[Any] = [None] * len(prompts)
+        for budget in sorted(set(max_new)):
+            idx = [i for i, m in enumerate(max_new) if m == budget]
+            for i, g in zip(idx, self.backend.generate([prompts[i] for i in idx], budget, seed=self.seed), strict=True):
+                out[i] = g
+        return out
+
+    def _parse(self, g: Any, perm: list[int], stats: dict[str, Any]) -> ParseResult:
+        """Parse one generation; missing candidates are filled in in stage-1 order (the shown
+        positions sorted by their window index)."""
+        n = len(perm)
+        fill = sorted(range(n), key=lambda j: perm[j])
+        stats["tokens_in"] += g.tokens_in
+        stats["tokens_out"] += g.tokens_out
+        stats["raw"].append(g.text)
+        return parse_ranking(g.text, n, fill)
+
+    @property
+    def users_per_batch(self) -> int:
+        """How many users `rank_many` should get at once: one generate batch of prompts."""
+        return max(1, self.backend.config.batch_size // self.permutations)
+
+    def _start(self, candidates: Sequence[Candidate]) -> tuple[list[Candidate], list[dict], dict[str, Any]]:
         cands = dedupe(candidates)
-        n = len(cands)
         stats: dict[str, Any] = {
             "tokens_in": 0, "tokens_out": 0, "valid": 0, "hallucinated": 0, "duplicate": 0,
             "filled_in": 0, "retries": 0, "calls": 0, "raw": [],
         }
-        if n == 0:
-            return Ranking((), {**self.base_diagnostics(), **stats})
-        items = self.candidate_items(cands)
-        views = [self.item_view(it) for it in items]
-        rng = random.Random(self.seed)
-        current = list(range(n))  # indices into cands, current order
-        points_all: list[float] | None = None
-        if n <= self.window:
-            order, points = self._rank_window(history, views, rng, stats)
-            current = order
-            if points is not None:
-                points_all = points
-        else:
-            end = n
-            while True:
-                start = max(0, end - self.window)
-                sub = current[start:end]
-                order, _ = self._rank_window(history, [views[i] for i in sub], rng, stats)
-                current[start:end] = [sub[j] for j in order]
-                if start == 0:
-                    break
-                end -= self.step
+        views = [self.item_view(it) for it in self.candidate_items(cands)] if cands else []
+        return cands, views, stats
+
+    def _finish(
+        self, cands: list[Candidate], current: list[int], points: list[float] | None,
+        stats: dict[str, Any], seconds: float,
+    ) -> Ranking:
         diag = {
             **self.base_diagnostics(),
             **stats,
             "permutations": self.permutations,
             "window": self.window,
             "step": self.step,
-            "latency_s": time.perf_counter() - t0,
+            "latency_s": seconds,
         }
         ids = [cands[i].item_id for i in current]
-        if points_all is not None:
-            return Ranking.from_scores(ids, [points_all[i] for i in current], diag)
+        if points is not None:
+            return Ranking.from_scores(ids, [points[i] for i in current], diag)
         return Ranking.from_order(ids, diag)
+
+    def rank(self, history: History, candidates: Sequence[Candidate]) -> Ranking:
+        t0 = time.perf_counter()
+        cands, views, stats = self._start(candidates)
+        n = len(cands)
+        if n == 0:
+            return Ranking((), {**self.base_diagnostics(), **stats})
+        rng = random.Random(self.seed)
+        if n <= self.window:
+            order, points = self._rank_window(history, views, rng, stats)
+            return self._finish(cands, order, points, stats, time.perf_counter() - t0)
+        current = list(range(n))  # indices into cands, current order
+        end = n
+        while True:
+            start = max(0, end - self.window)
+            sub = current[start:end]
+            order, _ = self._rank_window(history, [views[i] for i in sub], rng, stats)
+            current[start:end] = [sub[j] for j in order]
+            if start == 0:
+                break
+            end -= self.step
+        return self._finish(cands, current, None, stats, time.perf_counter() - t0)
+
+    def rank_many(self, requests: Sequence[tuple[History, Sequence[Candidate]]]) -> list[Ranking]:
+        """`rank` for several users at once: the prompts of every user whose list fits one
+        window go through one batched `generate` (decoding one token for 16 prompts costs
+        little more than for one on a CPU), then one for all their strict retries. Lists longer
+        than the window are ranked one by one. Each Ranking's `latency_s` is the batch's wall
+        time divided by the users in it."""
+        t0 = time.perf_counter()
+        out: list[Ranking | None] = [None] * len(requests)
+        batch: list[int] = []
+        started = []
+        for i, (history, candidates) in enumerate(requests):
+            cands, views, stats = self._start(candidates)
+            if 0 < len(cands) <= self.window:
+                batch.append(i)
+                started.append((cands, views, stats))
+            else:
+                out[i] = self.rank(history, candidates)
+        if batch:
+            jobs = [(requests[i][0], views, random.Random(self.seed), stats) for i, (_, views, stats) in zip(batch, started, strict=True)]
+            ranked = self._rank_windows(jobs)
+            per_user = (time.perf_counter() - t0) / len(requests)
+            for i, (cands, _, stats), (order, points) in zip(batch, started, ranked, strict=True):
+                out[i] = self._finish(cands, order, points, stats, per_user)
+        return [r for r in out if r is not None]
 
 
 __all__ = ["ListwiseLLMRanker"]
