@@ -40,7 +40,9 @@ def _tiny(regime: str = "a") -> dict:
 
 @pytest.mark.parametrize("regime", ["a", "b"])
 def test_eval_end_to_end_with_cf_rankers(tmp_path, regime):
-    cfg = _write(tmp_path, _tiny(regime))
+    tiny = _tiny(regime)
+    tiny["protocol"]["pairs"] = [["usercf", "itemcf"]]
+    cfg = _write(tmp_path, tiny)
     out = tmp_path / "out"
     r = CliRunner().invoke(main, ["eval", "--config", str(cfg), "--out", str(out), "--no-progress",
                                   "--no-cache", "--users", "30"])
@@ -53,9 +55,13 @@ def test_eval_end_to_end_with_cf_rankers(tmp_path, regime):
     # fusion with a zero weight on usercf ranks exactly like itemcf
     assert run["rankers"]["fusion"]["per_user"]["ndcg@10"] == run["rankers"]["itemcf"]["per_user"]["ndcg@10"]
     assert run["paired_vs"] == "usercf" and "paired" in run["rankers"]["itemcf"]
+    (pair,) = run["pairs"]  # usercf - itemcf: the negative of itemcf's difference vs usercf
+    assert (pair["a"], pair["b"]) == ("usercf", "itemcf")
+    assert pair["diff"]["ndcg@10"]["mean"] == pytest.approx(-run["rankers"]["itemcf"]["paired"]["ndcg@10"]["mean"])
     assert set(run["position_bias"]["rankers"]) == {"pop", "itemcf", "usercf", "fusion"}
     md = (out / "report.md").read_text()
     assert "| itemcf | itemcf | 30 |" in md
+    assert "| usercf - itemcf | 30 |" in md
     for png in ("ndcg10.png", "pr_curve.png", "heatmap.png", "position_bias.png"):
         assert (out / png).is_file()
     if regime == "a":
@@ -106,6 +112,7 @@ def test_rating_regime_end_to_end(tmp_path):
         ({"rankers": [{"name": "f", "type": "fusion", "params": {"weights": {"missing": 1.0}}}]},
          "must name rankers listed before"),
         ({"rankers": [{"name": "i", "type": "itemcf", "params": {"k": 0}}]}, "k"),
+        ({"protocol": {"pairs": [["itemcf", "ghost"]]}}, "protocol.pairs: ['ghost'] are not ranker names"),
     ],
 )
 def test_bad_config_exits_2_with_the_field(tmp_path, patch, message):

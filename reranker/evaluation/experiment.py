@@ -156,6 +156,9 @@ class ProtocolSpec(BaseConfig):
     ks: list[int] = Field(default_factory=lambda: [1, 5, 10, 20])
     n_boot: int = Field(1000, ge=10)
     compare_to: str | None = "usercf"
+    pairs: list[tuple[str, str]] = Field(default_factory=list)
+    """Extra paired comparisons ``[a, b]``: the per-user difference a - b with a bootstrap CI
+    (e.g. a fine-tuned model against its zero-shot base)."""
     position_bias: PositionBiasSpec = Field(default_factory=PositionBiasSpec)
     rating: RatingSpec = Field(default_factory=RatingSpec)
 
@@ -214,6 +217,9 @@ class ExperimentConfig(BaseConfig):
             raise ValueError(f"ranker names must be unique; repeated: {dup}")
         if not self.rankers:
             raise ValueError("rankers: name at least one ranker")
+        unknown = sorted({n for pair in self.protocol.pairs for n in pair if n not in names})
+        if unknown:
+            raise ValueError(f"protocol.pairs: {unknown} are not ranker names (rankers: {names})")
         if self.protocol.regime == "rating":
             bad = [r.name for r in self.rankers if r.type not in ("itemcf", "usercf")]
             if bad:

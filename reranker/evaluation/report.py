@@ -131,6 +131,14 @@ def _ranking_sections(res: Mapping[str, Any]) -> list[str]:
             if rows:
                 lines += [f"### Paired difference vs {ref} (same users; mean [95% CI])", ""]
                 lines += _table(["ranker", "users"] + metrics, rows) + [""]
+        if run.get("pairs"):
+            rows = [
+                [f"{p['a']} - {p['b']}", str(next(iter(p["diff"].values()), {}).get("n", 0))]
+                + [fmt_ci(p["diff"].get(m)) for m in metrics]
+                for p in run["pairs"]
+            ]
+            lines += ["### Paired differences between rows (same users; mean [95% CI])", ""]
+            lines += _table(["a - b", "users"] + metrics, rows) + [""]
         rows = []
         for name, e in rankers.items():
             d = e.get("diagnostics", {})

@@ -556,6 +556,13 @@ class ExperimentRunner:
                     m: P.paired_difference(entry["per_user"][m], run_out["rankers"][ref]["per_user"][m], pr.n_boot, seed)
                     for m in names
                 }
+        pairs = [(a, b) for a, b in pr.pairs if a in runs and b in runs]
+        if pairs:
+            per = {n: run_out["rankers"][n]["per_user"] for p in pairs for n in p}
+            run_out["pairs"] = [
+                {"a": a, "b": b, "diff": {m: P.paired_difference(per[a][m], per[b][m], pr.n_boot, seed) for m in names}}
+                for a, b in pairs
+            ]
 
     def _precomputed(self, spec: RankerSpec, runs: Mapping[str, RankerRun], users: list[str]) -> Any:
         """For fusion: the component rankers' scores already computed for the same lists."""
