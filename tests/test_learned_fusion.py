@@ -67,6 +67,7 @@ def test_guard_falls_back_when_a_single_feature_beats_the_head():
     assert rep["holdout_ndcg@10_single"]["A"] == pytest.approx(1.0)
     assert rep["holdout_ndcg@10_head"] < 1.0
     assert rep["fallback_feature"] == "A"
+    assert set(rep["coef"]) == {"A", "B"} and rep["coef"]["B"] > 0  # the head leaned on B
     np.testing.assert_array_equal(head.score(lists[0]), lists[0].trad[:, 0])
 
 

@@ -104,3 +104,15 @@ def test_rating_report_and_mae_plot(tmp_path):
     assert "| usercf | 10 | 0.7900 [0.7800, 0.8000]" in md
     assert (tmp_path / "mae_vs_k.png").read_bytes()[:8] == PNG
     assert "![mae_vs_k](mae_vs_k.png)" in md
+
+
+def test_learned_head_fit_report_is_rendered():
+    res = _ranking_results()
+    res["runs"][0]["rankers"]["itemcf"]["fit_report"] = {
+        "n_lists": 200, "holdout_ndcg@10_head": 0.71, "holdout_ndcg@10_single": {"usercf": 0.69, "llm": 0.3},
+        "best_single": "usercf", "fallback_feature": None, "coef": {"usercf": 1.25, "llm": -0.5},
+        "coef_hidden_abs_sum": 0.8,
+    }
+    md = render_markdown(res)
+    assert "### Learned heads" in md
+    assert "| itemcf | 200 | 0.710 | usercf 0.690 | no | usercf +1.25, llm -0.50, hidden PCA sum abs 0.80 |" in md

@@ -45,6 +45,29 @@ def _num(x: Any, digits: int = 3) -> str:
     return f"{x:.{digits}f}"
 
 
+def _fit_lines(rankers: Mapping[str, Any]) -> list[str]:
+    """Learned heads: the held-out guard check and the weights on standardized features."""
+    fits = {n: e["fit_report"] for n, e in rankers.items() if e.get("fit_report")}
+    if not fits:
+        return []
+    lines = ["### Learned heads (fitted on validation lists)", ""]
+    rows = []
+    for name, f in fits.items():
+        head = next((v for k, v in f.items() if k.startswith("holdout_ndcg") and k.endswith("_head")), None)
+        best = f.get("best_single")
+        singles = next((v for k, v in f.items() if k.startswith("holdout_ndcg") and k.endswith("_single")), {})
+        coef = ", ".join(f"{k} {v:+.2f}" for k, v in (f.get("coef") or {}).items())
+        if "coef_hidden_abs_sum" in f:
+            coef += f", hidden PCA sum abs {f['coef_hidden_abs_sum']:.2f}"
+        rows.append([
+            name, str(f.get("n_lists", "")), _num(head),
+            f"{best} {_num(singles.get(best))}" if best else "n/a",
+            f.get("fallback_feature") or "no", coef or "n/a",
+        ])
+    lines += _table(["ranker", "fit lists", "held-out NDCG head", "best single feature", "fallback", "weights"], rows)
+    return lines + [""]
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(r) + " |" for r in rows]
@@ -168,6 +191,7 @@ def _ranking_sections(res: Mapping[str, Any]) -> list[str]:
             "s/user of cached users is the latency measured when they were computed.",
             "",
         ]
+        lines += _fit_lines(rankers)
         ex = [(n, e["examples"][0]) for n, e in rankers.items() if e.get("examples")]
         if ex:
             lines += ["### Example raw LLM outputs", ""]

@@ -528,6 +528,9 @@ class ExperimentRunner:
             rusers = users[: spec.users] if spec.users else users
             fpr = ranker_fingerprint(spec, fp, seed)
             entry: dict[str, Any] = {"type": spec.type, "params": spec.params, "complete": False}
+            fit = getattr(getattr(ranker, "head", None), "fit_report", None)
+            if fit:  # learned heads: how the fit went (guard check, weights)
+                entry["fit_report"] = fit
             run_out["rankers"][spec.name] = entry
 
             def flush_partial(r: RankerRun, entry: dict[str, Any] = entry) -> None:

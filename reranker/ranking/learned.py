@@ -207,6 +207,13 @@ class LearnedFusion:
         fit_on(lists)  # final fit on everything
         self.fallback_feature = fallback
         report["fallback_feature"] = None if fallback is None else self.feature_names[fallback]
+        # weights on standardized features (comparable across features): the named ones, then
+        # the summed magnitude of the hidden-state PCA components
+        n_named = len(self.feature_names)
+        assert self.coef is not None
+        report["coef"] = {name: float(c) for name, c in zip(self.feature_names, self.coef[:n_named], strict=True)}
+        if len(self.coef) > n_named:
+            report["coef_hidden_abs_sum"] = float(np.abs(self.coef[n_named:]).sum())
         self.fit_report = report
         return self
 
