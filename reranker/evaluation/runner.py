@@ -280,13 +280,13 @@ def _rank_loop(
                 run.cache_hits += 1
             _record(run, u, hit, len(lists[u]))
             i += 1
-            bar.update(1)
             if i % flush_every == 0:
                 if pending:
                     cache.put_many(pending)
                     pending.clear()
                 if on_flush is not None:
                     on_flush(run)
+        bar.update(len(block))  # once per block: per-user updates would show the block's time as one user's
 
 
 def _record(run: RankerRun, u: str, hit: Mapping[str, Any], n_candidates: int) -> None:
