@@ -354,17 +354,16 @@ class HFBackend:
         sample = self.config.temperature > 0
         results: list[Generation | None] = [None] * len(prompts)
         tok = self.tokenizer
-        # batch prompts of similar length together (less left padding), answers in input order
-        lengths = [len(ids) for ids in tok(list(prompts), add_special_tokens=False).input_ids] if len(prompts) > 1 else [0]
-        order = sorted(range(len(prompts)), key=lambda i: lengths[i])
+        # tokenized once; batches of similar length (less left padding), answers in input order
+        ids = tok(list(prompts), add_special_tokens=False).input_ids
+        order = sorted(range(len(prompts)), key=lambda i: len(ids[i]))
         old_side = tok.padding_side
         tok.padding_side = "left"
         try:
             for start in range(0, len(prompts), self.config.batch_size):
                 idx = order[start : start + self.config.batch_size]
-                chunk = [prompts[i] for i in idx]
                 t0 = time.perf_counter()
-                enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+                enc = tok.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt").to(self.device)
                 if enc.input_ids.shape[1] + max_new > self.max_context:
                     raise ModelError(
                         f"prompt of {enc.input_ids.shape[1]} tokens + {max_new} new tokens exceeds "
@@ -386,7 +385,7 @@ class HFBackend:
                     out = self.model.generate(**enc, **gen_kwargs)
                 dt = time.perf_counter() - t0
                 n_in = enc.input_ids.shape[1]
-                for i in range(len(chunk)):
+                for i in range(len(idx)):
                     new = out[i, n_in:]
                     real = new[new != tok.pad_token_id] if tok.pad_token_id is not None else new
                     eos = tok.eos_token_id
@@ -398,7 +397,7 @@ class HFBackend:
                             text=tok.decode(real, skip_special_tokens=True).strip(),
                             tokens_in=int(enc.attention_mask[i].sum()),
                             tokens_out=n_out,
-                            latency_s=dt / len(chunk),
+                            latency_s=dt / len(idx),
                         )
                     )
         finally:

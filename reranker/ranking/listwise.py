@@ -178,7 +178,11 @@ class ListwiseLLMRanker(LLMRankerBase):
 
     def rank(self, history: History, candidates: Sequence[Candidate]) -> Ranking:
         t0 = time.perf_counter()
-        cands, views, stats = self._start(candidates)
+        return self._rank_started(history, *self._start(candidates), t0)
+
+    def _rank_started(
+        self, history: History, cands: list[Candidate], views: list[dict], stats: dict[str, Any], t0: float
+    ) -> Ranking:
         n = len(cands)
         if n == 0:
             return Ranking((), {**self.base_diagnostics(), **stats})
@@ -200,21 +204,23 @@ class ListwiseLLMRanker(LLMRankerBase):
 
     def rank_many(self, requests: Sequence[tuple[History, Sequence[Candidate]]]) -> list[Ranking]:
         """`rank` for several users at once: the prompts of every user whose list fits one
-        window go through one batched `generate` (decoding one token for 16 prompts costs
-        little more than for one on a CPU), then one for all their strict retries. Lists longer
-        than the window are ranked one by one. Each Ranking's `latency_s` is the batch's wall
-        time divided by the users in it."""
+        window go through one batched `generate` (decoding a small model on a CPU is
+        memory-bound: a step for 16 prompts costs a few times one prompt's step, not 16 times),
+        then one for all their strict retries. Empty lists and lists longer than the window are
+        ranked one by one (their `latency_s` is their own); the batched users' `latency_s` is
+        the whole call's wall time divided by the number of requests."""
         t0 = time.perf_counter()
         out: list[Ranking | None] = [None] * len(requests)
         batch: list[int] = []
         started = []
         for i, (history, candidates) in enumerate(requests):
+            t1 = time.perf_counter()
             cands, views, stats = self._start(candidates)
             if 0 < len(cands) <= self.window:
                 batch.append(i)
                 started.append((cands, views, stats))
             else:
-                out[i] = self.rank(history, candidates)
+                out[i] = self._rank_started(history, cands, views, stats, t1)
         if batch:
             jobs = [(requests[i][0], views, random.Random(self.seed), stats) for i, (_, views, stats) in zip(batch, started, strict=True)]
             ranked = self._rank_windows(jobs)
