@@ -64,6 +64,7 @@ def test_guard_falls_back_when_a_single_feature_beats_the_head():
     cfg = LearnedFusionConfig(use_llm_hidden=False, list_norm=False)  # global features only
     head = LearnedFusion(cfg, ["A", "B"]).fit(lists)
     rep = head.fit_report
+    assert rep["guard_k"] == 10
     assert rep["holdout_ndcg@10_single"]["A"] == pytest.approx(1.0)
     assert rep["holdout_ndcg@10_head"] < 1.0
     assert rep["fallback_feature"] == "A"

@@ -116,3 +116,15 @@ def test_learned_head_fit_report_is_rendered():
     md = render_markdown(res)
     assert "### Learned heads" in md
     assert "| itemcf | 200 | 0.710 | usercf 0.690 | no | usercf +1.25, llm -0.50, hidden PCA sum abs 0.80 |" in md
+
+
+def test_learned_head_fit_report_uses_its_guard_cutoff():
+    res = _ranking_results()
+    res["runs"][0]["rankers"]["itemcf"]["fit_report"] = {
+        "n_lists": 50, "guard_k": 5,
+        "holdout_ndcg@10_head": 0.1, "holdout_ndcg@10_single": {"usercf": 0.2},  # not the guard's cutoff
+        "holdout_ndcg@5_head": 0.61, "holdout_ndcg@5_single": {"usercf": 0.64},
+        "best_single": "usercf", "fallback_feature": "usercf", "coef": {"usercf": 0.5},
+    }
+    md = render_markdown(res)
+    assert "| itemcf | 50 | 0.610 | usercf 0.640 | usercf | usercf +0.50 |" in md

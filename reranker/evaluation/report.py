@@ -53,9 +53,13 @@ def _fit_lines(rankers: Mapping[str, Any]) -> list[str]:
     lines = ["### Learned heads (fitted on validation lists)", ""]
     rows = []
     for name, f in fits.items():
-        head = next((v for k, v in f.items() if k.startswith("holdout_ndcg") and k.endswith("_head")), None)
+        k = f.get("guard_k")
+        if k is not None:
+            head, singles = f.get(f"holdout_ndcg@{k}_head"), f.get(f"holdout_ndcg@{k}_single") or {}
+        else:  # results written before the fit report named its cutoff
+            head = next((v for key, v in f.items() if key.startswith("holdout_ndcg") and key.endswith("_head")), None)
+            singles = next((v for key, v in f.items() if key.startswith("holdout_ndcg") and key.endswith("_single")), {})
         best = f.get("best_single")
-        singles = next((v for k, v in f.items() if k.startswith("holdout_ndcg") and k.endswith("_single")), {})
         coef = ", ".join(f"{k} {v:+.2f}" for k, v in (f.get("coef") or {}).items())
         if "coef_hidden_abs_sum" in f:
             coef += f", hidden PCA sum abs {f['coef_hidden_abs_sum']:.2f}"

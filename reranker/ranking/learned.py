@@ -188,7 +188,7 @@ class LearnedFusion:
 
         k = self.config.guard_k
         report: dict[str, Any] = {"n_lists": len(lists), "n_holdout": n_hold, "kind": self.config.kind,
-                                  "uses_hidden": use_hidden}
+                                  "uses_hidden": use_hidden, "guard_k": k}
         fallback = None
         if hold:
             fit_on(train)
