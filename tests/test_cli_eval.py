@@ -73,7 +73,8 @@ def test_eval_end_to_end_with_cf_rankers(tmp_path, regime):
 def test_eval_seed_override_and_demo_config_loads(tmp_path):
     loaded = load_experiment(REPO / "configs" / "demo.yaml")
     assert loaded.config.data.synthetic is not None
-    for name in ("ml100k-regime-a", "ml100k-regime-b", "ml100k-rating"):
+    for name in ("ml100k-regime-a", "ml100k-regime-b", "ml100k-rating", "ml100k-finetune-a", "ml100k-finetune-b",
+                 "ml100k-qwen-a", "ml100k-qwen-b"):
         cfg = load_experiment(REPO / "configs" / f"{name}.yaml")
         assert cfg.resolve(cfg.config.data.path or "").name == "ml-100k"
     cfg = _write(tmp_path, _tiny("b"))
