@@ -128,3 +128,14 @@ def test_learned_head_fit_report_uses_its_guard_cutoff():
     }
     md = render_markdown(res)
     assert "| itemcf | 50 | 0.610 | usercf 0.640 | usercf | usercf +0.50 |" in md
+
+
+def test_header_states_cache_hits_and_first_measured_cost():
+    res = _ranking_results()
+    res["runs"][0]["rankers"]["llm-listwise"]["diagnostics"]["total_seconds"] = 7200.0
+    res["runs"][0]["rankers"]["itemcf"]["diagnostics"]["total_seconds"] = 0.1
+    md = render_markdown(res)
+    assert "- Cache: 10 of 150 (ranker, user) results came from the cache" in md
+    assert "sums to 7,200 s (2.0 h;" in md
+    res["runs"][0]["rankers"]["llm-listwise"]["diagnostics"]["cache_hits"] = 0
+    assert "- Cache:" not in render_markdown(res)

@@ -78,6 +78,23 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return out
 
 
+def _cache_line(res: Mapping[str, Any]) -> str | None:
+    """When rows came from the cache, the wall time is not their cost: state how many results
+    were cached and what the rows cost when first computed (sum of per-user latencies)."""
+    n = hits = 0
+    secs = 0.0
+    for run in res.get("runs", []):
+        for entry in run.get("rankers", {}).values():
+            d = entry.get("diagnostics") or {}
+            n += int(entry.get("n_users") or 0)
+            hits += int(d.get("cache_hits") or 0)
+            secs += float(d.get("total_seconds") or 0.0)
+    if not hits:
+        return None
+    return (f"- Cache: {hits} of {n} (ranker, user) results came from the cache; the ranked rows' time per "
+            f"user as first measured sums to {secs:,.0f} s ({secs / 3600:.1f} h; position-bias cells not included)")
+
+
 def _header_lines(res: Mapping[str, Any]) -> list[str]:
     pr = res.get("protocol", {})
     m = res.get("machine", {})
@@ -109,6 +126,9 @@ def _header_lines(res: Mapping[str, Any]) -> list[str]:
         f"{m.get('memory_gib', '?')} GiB RAM, {m.get('platform')}, Python {m.get('python')}"
     )
     lines.append(f"- Wall time: {_num(res.get('wall_time_s'), 1)} s (started {res.get('started_at')}, finished {res.get('finished_at')})")
+    cached = _cache_line(res)
+    if cached:
+        lines.append(cached)
     if res.get("config_file"):
         lines.append(f"- Config: `{res['config_file']}`; overrides: {res.get('overrides')}")
     lines.append("")
