@@ -81,6 +81,12 @@ def build_requests(n_users: int, n_cands: int, n_hist: int, seed: int):
     return catalog, reqs, "generated demo world"
 
 
+def _valid_share(r) -> float:
+    """Share of the list the model named itself (per generation call), the rest filled in."""
+    d = r.diagnostics
+    return d.get("valid", 0) / max(1, d.get("calls", 1) * len(r))
+
+
 def time_mode(ranker, reqs) -> dict:
     ranker.rank(*reqs[0])  # warm-up
     secs, cpu, tin, tout, valid, n_items = [], [], [], [], [], []
@@ -92,10 +98,10 @@ def time_mode(ranker, reqs) -> dict:
         d = r.diagnostics
         tin.append(d.get("tokens_in", 0))
         tout.append(d.get("tokens_out", 0))
-        if "valid" in d:
-            valid.append(d["valid"] / max(1, d.get("calls", 1) * len(cands)))
-        n_items.append(len(r))
         assert sorted(r.item_ids) == sorted(c.item_id for c in cands)
+        if "valid" in d:
+            valid.append(_valid_share(r))
+        n_items.append(len(r))
     return {
         "median_s": statistics.median(secs),
         "p90_s": float(np.percentile(secs, 90)),
@@ -104,11 +110,6 @@ def time_mode(ranker, reqs) -> dict:
         "tokens_out": statistics.median(tout),
         "valid": statistics.mean(valid) if valid else None,
     }
-
-
-def _valid_share(r) -> float:
-    d = r.diagnostics
-    return d.get("valid", 0) / max(1, d.get("calls", 1) * len(r))
 
 
 def listwise_one_vs_many(ranker, reqs) -> dict:
