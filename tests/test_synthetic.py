@@ -218,3 +218,14 @@ def test_config_is_strict_and_sizes_scale() -> None:
     assert len(w.users) == 1000 and len(w.items) == 12
     assert w.items["category"].nunique() == 10  # every category is represented
     assert w.interactions.groupby("user_id").size().min() >= 3
+
+
+def test_vocabulary_is_package_data_matching_the_config_bound() -> None:
+    from reranker.data import synthetic
+    from reranker.data.synthetic_text import N_CATEGORIES, categories
+
+    cats = synthetic.CATEGORIES
+    assert cats is categories() and len(cats) == N_CATEGORIES
+    assert all(isinstance(n, tuple) and len(n) == 3 for voc in cats.values() for n in voc["nouns"])
+    with pytest.raises(ConfigError, match="n_categories"):
+        WorldConfig.from_dict({"n_categories": N_CATEGORIES + 1})

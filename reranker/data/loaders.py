@@ -1,6 +1,6 @@
 """Loaders: generic CSV / Parquet / JSONL with a column mapping, MovieLens raw, RecBole atomic,
 Amazon Reviews 2023. Every loader returns a validated `Dataset`; bad input raises `DataError`
-naming the file, the line (or row) and the column.
+naming the file, the line (or row) and the column. The file readers are in `readers.py`.
 
     >>> from reranker.data import load
     >>> ds = load("../shared/data/ml-100k", format="recbole")
@@ -8,7 +8,6 @@ naming the file, the line (or row) and the column.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,16 +18,23 @@ import pandas as pd
 
 from ..errors import DataError
 from .dataset import Dataset, LoadReport, OnUnknownItem, Source
+from .readers import (
+    _CATEGORY_ALIASES,
+    _GENERIC_EXT,
+    _TEXT_ALIASES,
+    _TITLE_ALIASES,
+    _alias,
+    _find,
+    _read_atomic,
+    _read_jsonl,
+    _read_table,
+    _rename,
+)
 
 log = logging.getLogger(__name__)
 
 Format = Literal["csv", "parquet", "jsonl", "movielens", "recbole", "amazon2023"]
 FORMATS: tuple[str, ...] = ("csv", "parquet", "jsonl", "movielens", "recbole", "amazon2023")
-
-_GENERIC_EXT = {"csv": (".csv", ".tsv"), "parquet": (".parquet", ".pq"), "jsonl": (".jsonl", ".json", ".jsonl.gz")}
-_TITLE_ALIASES = ("title", "movie_title", "name", "item_name", "product_title")
-_CATEGORY_ALIASES = ("category", "class", "genre", "genres", "categories", "main_category")
-_TEXT_ALIASES = ("text", "description", "desc", "summary")
 
 
 def load(
@@ -68,96 +74,6 @@ def load(
 
 
 # --------------------------------------------------------------------------- generic tables
-def _find(folder: Path, stem: str, fmt: str) -> Path | None:
-    for ext in _GENERIC_EXT[fmt]:
-        cand = folder / f"{stem}{ext}"
-        if cand.is_file():
-            return cand
-    return None
-
-
-def _read_table(path: Path, fmt: str) -> tuple[pd.DataFrame, Source]:
-    if path.stat().st_size == 0:
-        raise DataError("file is empty", path=str(path))
-    if fmt == "csv":
-        sep = "\t" if path.suffix == ".tsv" else ","
-        try:
-            df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""])
-        except pd.errors.EmptyDataError:
-            raise DataError("file is empty", path=str(path)) from None
-        except pd.errors.ParserError as e:
-            raise DataError(f"malformed CSV: {e}", path=str(path)) from None
-        return _restore_numbers(df), Source(str(path), first_line=2)
-    if fmt == "parquet":
-        try:
-            df = pd.read_parquet(path)
-        except Exception as e:  # pyarrow raises several types
-            raise DataError(f"cannot read Parquet: {e}", path=str(path)) from None
-        return df, Source(str(path), first_line=None)
-    if fmt == "jsonl":
-        return _read_jsonl(path)
-    raise ValueError(fmt)
-
-
-def _restore_numbers(df: pd.DataFrame) -> pd.DataFrame:
-    """CSV columns are read as strings (ids stay exact); non-id columns that are fully numeric
-    become numbers, the rest stay strings. Ratings/timestamps are converted during validation."""
-    for c in df.columns:
-        if c in ("user_id", "item_id", "rating", "timestamp"):
-            continue
-        num = pd.to_numeric(df[c], errors="coerce")
-        if num.notna().sum() == df[c].notna().sum() and df[c].notna().any():
-            df[c] = num
-    return df
-
-
-def _read_jsonl(path: Path) -> tuple[pd.DataFrame, Source]:
-    import gzip
-
-    opener = gzip.open if path.suffix == ".gz" else open
-    records: list[dict[str, Any]] = []
-    lines: list[int] = []
-    with opener(path, "rt", encoding="utf-8") as f:  # type: ignore[operator]
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"invalid JSON: {e.msg}", path=str(path), line=lineno) from None
-            if not isinstance(rec, dict):
-                raise DataError("each line must be a JSON object", path=str(path), line=lineno)
-            records.append(rec)
-            lines.append(lineno)
-    if not records:
-        raise DataError("file is empty", path=str(path))
-    df = pd.DataFrame.from_records(records)
-    # map row positions back to file lines (blank lines skipped)
-    return df, Source(str(path), first_line=1, positions=np.asarray(lines) - 1)
-
-
-def _rename(df: pd.DataFrame, mapping: Mapping[str, str] | None, src: Source) -> pd.DataFrame:
-    if not mapping:
-        return df
-    missing = [v for v in mapping.values() if v not in df.columns]
-    if missing:
-        raise DataError(
-            f"column mapping names column(s) {missing} not in the file; found {list(df.columns)}",
-            path=src.path,
-            column=missing[0],
-        )
-    return df.rename(columns={v: k for k, v in mapping.items()})
-
-
-def _alias(df: pd.DataFrame, target: str, aliases: tuple[str, ...]) -> pd.DataFrame:
-    if target in df.columns:
-        return df
-    for a in aliases:
-        if a in df.columns:
-            return df.rename(columns={a: target})
-    return df
-
-
 def load_table(
     path: Path,
     fmt: str,
@@ -258,34 +174,6 @@ def load_movielens(path: Path, *, on_unknown_item: OnUnknownItem = "error", name
 
 
 # --------------------------------------------------------------------------- RecBole atomic
-def _read_atomic(path: Path) -> tuple[pd.DataFrame, dict[str, str]]:
-    if path.stat().st_size == 0:
-        raise DataError("file is empty", path=str(path))
-    with open(path, encoding="utf-8") as f:
-        header = f.readline().rstrip("\n\r")
-    if not header.strip():
-        raise DataError("file is empty (no header)", path=str(path), line=1)
-    names, types = [], {}
-    for field in header.split("\t"):
-        if ":" not in field:
-            raise DataError(
-                f"RecBole header field {field!r} is not 'name:type'", path=str(path), line=1, column=field
-            )
-        n, t = field.rsplit(":", 1)
-        if t not in ("token", "token_seq", "float", "float_seq"):
-            raise DataError(f"unknown RecBole type {t!r}", path=str(path), line=1, column=field)
-        names.append(n)
-        types[n] = t
-    try:
-        df = pd.read_csv(path, sep="\t", header=None, skiprows=1, names=names, dtype=str,
-                         keep_default_na=False, na_values=[""], quoting=3, engine="c")
-    except pd.errors.ParserError as e:
-        raise DataError(f"malformed RecBole file: {e}", path=str(path)) from None
-    if len(df) == 0:
-        raise DataError("file has a header but no rows", path=str(path))
-    return df, types
-
-
 def _atomic_files(path: Path) -> tuple[Path, Path | None]:
     if path.is_file():
         inter = path

@@ -35,12 +35,16 @@ Cost (one thread, numpy 2.4, CPU time): the default world (500 users x 400 items
 purchases) takes ~0.05 s; 100k users x 400 items (1.2 M purchases) ~4.8 s CPU (9-14 s wall on
 a loaded shared 2-core machine) with ~0.7 GB peak RSS.
 Sampling is chunked over users; there is no Python loop over users or users x items.
+
+Layout: this module (config, :class:`World`, purchases and sessions); the vocabulary
+(``vocabulary.json``), catalog text and reviews in :mod:`.synthetic_text`; the click model in
+:mod:`.simulate`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,161 +55,23 @@ from pydantic import Field, model_validator
 
 from ..config import BaseConfig
 from .dataset import Dataset
+from .simulate import ClickModel
+from .synthetic_text import N_CATEGORIES, PRICE_BANDS, categories, make_catalog, make_reviews
 
 log = logging.getLogger(__name__)
 
 __all__ = ["WorldConfig", "World", "generate_world", "CATEGORIES"]
 
-# --------------------------------------------------------------------------- vocabularies
-# Each category: brands, (noun, base price in USD, "|"-separated adjectives that fit the noun),
-# optional colours / materials / sizes / formats (the "variant"), feature phrases and a use
-# phrase for descriptions.
-CATEGORIES: dict[str, dict[str, Any]] = {
-    "Electronics": {
-        "brands": ["Voltix", "Sonara", "Nexacore", "Lumio", "Brightwave", "Kestrel Audio"],
-        "nouns": [("Earbuds", 59, "Wireless|Noise-Cancelling|Sport|Compact"), ("Bluetooth Speaker", 45, "Portable|Waterproof|Compact|Rugged"),
-                  ("Power Bank", 29, "Fast-Charging|Slim|High-Capacity|Compact"), ("Smartwatch", 149, "Fitness|Smart|Ultra-Slim|Rugged"),
-                  ("Webcam", 69, "HD|4K|Wide-Angle|Compact"), ("Mechanical Keyboard", 89, "Wireless|Compact|Backlit|Quiet"),
-                  ("Wireless Mouse", 25, "Ergonomic|Silent|Compact|Rechargeable"), ("Tablet Stand", 19, "Adjustable|Foldable|Aluminium|Portable"),
-                  ("Over-Ear Headphones", 129, "Noise-Cancelling|Wireless|Studio|Foldable"), ("USB-C Hub", 39, "7-in-1|Slim|Aluminium|Compact")],
-        "colors": ["Black", "White", "Silver", "Midnight Blue", "Graphite"],
-        "materials": ["aluminium", "recycled plastic", "matte polymer"],
-        "features": ["a 30-hour battery", "Bluetooth 5.3", "USB-C charging", "a built-in microphone",
-                     "low-latency mode", "a one-year warranty", "voice assistant support"],
-        "use": "work, travel and everyday listening",
-    },
-    "Books": {
-        "brands": ["Harbor Press", "Quill & Ink", "Northlight Books", "Pageturner", "Meridian House", "Old Oak Publishing"],
-        "nouns": [("Mystery Novel", 14, "Bestselling|Gripping|Award-Winning|Classic"), ("Cookbook", 24, "Illustrated|Vegetarian|Essential|Family"),
-                  ("Science Fiction Saga", 16, "Bestselling|Epic|Award-Winning|Classic"), ("History of Rome", 22, "Illustrated|Concise|Definitive|Popular"),
-                  ("Guide to Gardening", 19, "Beginner's|Illustrated|Practical|Complete"), ("Fantasy Trilogy Box Set", 39, "Epic|Bestselling|Collector's|Classic"),
-                  ("Self-Help Handbook", 15, "Bestselling|Practical|Pocket|Essential"), ("Children's Picture Book", 11, "Illustrated|Award-Winning|Bedtime|Classic"),
-                  ("Python Programming Guide", 34, "Beginner's|Practical|Definitive|Hands-On"), ("Travel Atlas", 27, "Illustrated|Pocket|Definitive|Road")],
-        "formats": ["Paperback", "Hardcover", "Large Print", "Collector's Edition"],
-        "features": ["over 300 pages", "full-colour illustrations", "a foreword by the author",
-                     "reading-group questions", "an index and glossary", "durable binding"],
-        "use": "quiet evenings and long commutes",
-    },
-    "Kitchen": {
-        "brands": ["Cookwell", "Ferro & Co", "Mesa", "Copperleaf", "Chef's Choice Home", "Nordkok"],
-        "nouns": [("Frying Pan", 35, "Non-Stick|Cast-Iron|Stainless|Professional"), ("Chef's Knife", 49, "Professional|Damascus|Forged|Japanese-Style"),
-                  ("Cutting Board", 22, "Bamboo|Reversible|Extra-Large|Non-Slip"), ("Espresso Maker", 89, "Stovetop|Compact|Manual|Professional"),
-                  ("Mixing Bowl Set", 29, "Stackable|Stainless|Non-Slip|Nesting"), ("Dutch Oven", 79, "Enamelled|Cast-Iron|Heavy-Duty|Round"),
-                  ("Electric Kettle", 39, "Cordless|Temperature-Control|Glass|Quiet-Boil"), ("Measuring Cup Set", 12, "Stackable|Stainless|Everyday|Magnetic"),
-                  ("Food Storage Containers", 24, "Airtight|Stackable|Glass|Leak-Proof"), ("Blender", 69, "High-Speed|Personal|Professional|Quiet")],
-        "colors": ["Charcoal", "Red", "Cream", "Sage Green", "Navy"],
-        "materials": ["stainless steel", "cast iron", "bamboo", "borosilicate glass", "ceramic"],
-        "features": ["dishwasher-safe parts", "an even-heating base", "a comfortable grip",
-                     "oven-safe up to 230 C", "a non-slip base", "BPA-free materials"],
-        "use": "weeknight dinners and weekend baking",
-    },
-    "Sports & Outdoors": {
-        "brands": ["Trailhead", "Summit Gear", "Riverstone", "Apex Motion", "Wildpine", "Stridewell"],
-        "nouns": [("Hiking Backpack", 79, "Lightweight|Waterproof|Ventilated|Rugged"), ("Yoga Mat", 29, "Non-Slip|Extra-Thick|Eco-Friendly|Travel"),
-                  ("Camping Tent", 149, "Waterproof|Lightweight|Pop-Up|Four-Season"), ("Water Bottle", 19, "Insulated|Leak-Proof|Lightweight|Collapsible"),
-                  ("Trekking Poles", 45, "Foldable|Carbon|Adjustable|Lightweight"), ("Running Belt", 17, "Adjustable|Reflective|Lightweight|Water-Resistant"),
-                  ("Sleeping Bag", 89, "Insulated|Lightweight|Compact|Three-Season"), ("Resistance Bands Set", 22, "Heavy-Duty|Adjustable|Portable|Latex-Free"),
-                  ("Headlamp", 25, "Rechargeable|Waterproof|Bright|Lightweight"), ("Cycling Gloves", 21, "Breathable|Padded|Touchscreen|Fingerless")],
-        "colors": ["Forest Green", "Orange", "Black", "Slate Grey", "Sky Blue"],
-        "materials": ["ripstop nylon", "recycled polyester", "TPE foam", "aluminium alloy"],
-        "features": ["reflective details", "a lifetime warranty", "quick-dry fabric", "a carry bag",
-                     "reinforced seams", "an ergonomic fit"],
-        "use": "trails, gyms and weekend trips",
-    },
-    "Beauty": {
-        "brands": ["Lumiere", "Petal & Pine", "Dermacare", "Aurora Skin", "Velvet Bloom", "Pure Botanica"],
-        "nouns": [("Face Moisturiser", 24, "Hydrating|Fragrance-Free|Vegan|Nourishing"), ("Vitamin C Serum", 29, "Brightening|Vegan|Lightweight|Organic"),
-                  ("Shampoo", 12, "Gentle|Volumising|Sulfate-Free|Organic"), ("Lip Balm Set", 9, "Nourishing|Tinted|Organic|Vegan"),
-                  ("Sunscreen SPF 50", 18, "Lightweight|Fragrance-Free|Water-Resistant|Mineral"), ("Hair Dryer", 59, "Ionic|Compact|Professional|Quiet"),
-                  ("Makeup Brush Set", 25, "Vegan|Professional|Travel|Soft-Bristle"), ("Body Lotion", 14, "Hydrating|Gentle|Nourishing|Fragrance-Free"),
-                  ("Clay Face Mask", 16, "Purifying|Gentle|Organic|Detox"), ("Eau de Parfum", 65, "Floral|Long-Lasting|Woody|Fresh")],
-        "sizes": ["30 ml", "50 ml", "100 ml", "250 ml"],
-        "features": ["hyaluronic acid", "no parabens", "dermatologist testing", "a light texture",
-                     "cruelty-free ingredients", "a recyclable bottle"],
-        "use": "daily self-care routines",
-    },
-    "Toys & Games": {
-        "brands": ["Playfort", "Brickly", "Wonderbox", "Tiny Titans", "Puzzleworks", "Jolly Fox"],
-        "nouns": [("Building Blocks Set", 35, "Creative|Classic|Magnetic|Colourful"), ("Jigsaw Puzzle", 18, "1000-Piece|Challenging|Scenic|Family"),
-                  ("Board Game", 29, "Strategy|Family|Cooperative|Classic"), ("Remote Control Car", 45, "High-Speed|Off-Road|Rechargeable|Stunt"),
-                  ("Plush Bear", 16, "Cuddly|Classic|Giant|Soft"), ("Art and Craft Kit", 22, "Creative|Deluxe|Educational|Colourful"),
-                  ("Train Set", 55, "Wooden|Classic|Electric|Deluxe"), ("Card Game", 12, "Party|Family|Strategy|Pocket"),
-                  ("Science Experiment Kit", 32, "Educational|Interactive|Deluxe|Junior"), ("Dollhouse", 79, "Wooden|Deluxe|Three-Storey|Furnished")],
-        "colors": ["Rainbow", "Red", "Blue", "Pastel", "Natural Wood"],
-        "materials": ["sustainable wood", "non-toxic plastic", "soft plush", "recycled cardboard"],
-        "features": ["pieces for ages 4 and up", "a storage box", "an illustrated guide",
-                     "play for 2 to 6 players", "rounded safe edges", "hours of screen-free fun"],
-        "use": "family game nights and rainy afternoons",
-    },
-    "Clothing": {
-        "brands": ["Northwind", "Cotton Lane", "Urban Thread", "Alder & Ash", "Basics Co", "Marlow"],
-        "nouns": [("T-Shirt", 19, "Slim-Fit|Organic Cotton|Classic|Relaxed"), ("Hoodie", 45, "Cosy|Relaxed|Zip-Up|Organic Cotton"),
-                  ("Denim Jeans", 59, "Slim-Fit|Stretch|Straight-Leg|Relaxed"), ("Rain Jacket", 89, "Packable|Waterproof|Lightweight|Hooded"),
-                  ("Wool Socks", 14, "Merino|Cushioned|Hiking|Cosy"), ("Chino Trousers", 49, "Slim-Fit|Stretch|Classic|Tapered"),
-                  ("Knit Sweater", 65, "Merino|Cable-Knit|Cosy|Classic"), ("Running Shorts", 25, "Lightweight|Stretch|Breathable|Lined"),
-                  ("Flannel Shirt", 39, "Classic|Brushed|Relaxed|Organic Cotton"), ("Beanie", 15, "Merino|Cosy|Ribbed|Classic")],
-        "colors": ["Black", "Navy", "Heather Grey", "Olive", "Burgundy", "White"],
-        "materials": ["organic cotton", "merino wool", "recycled polyester", "linen blend"],
-        "sizes": ["S", "M", "L", "XL"],
-        "features": ["a tailored fit", "reinforced stitching", "a soft brushed finish",
-                     "machine-washable fabric", "deep pockets", "moisture-wicking fibres"],
-        "use": "everyday wear in every season",
-    },
-    "Home & Garden": {
-        "brands": ["Greenhaven", "Hearth & Home", "Bloomfield", "Casa Nova", "Oakridge", "Willow Lane"],
-        "nouns": [("Throw Blanket", 35, "Handwoven|Cosy|Chunky-Knit|Soft"), ("Plant Pot Set", 25, "Minimalist|Ceramic|Self-Watering|Decorative"),
-                  ("Garden Hose", 39, "Expandable|Kink-Free|Heavy-Duty|Lightweight"), ("LED String Lights", 19, "Solar-Powered|Weatherproof|Warm-White|Decorative"),
-                  ("Scented Candle", 16, "Soy|Lavender|Hand-Poured|Rustic"), ("Storage Basket", 22, "Handwoven|Collapsible|Rustic|Modular"),
-                  ("Bird Feeder", 24, "Squirrel-Proof|Hanging|Weatherproof|Rustic"), ("Table Lamp", 49, "Minimalist|Dimmable|Rustic|Modern"),
-                  ("Pruning Shears", 21, "Ergonomic|Bypass|Heavy-Duty|Precision"), ("Outdoor Cushion", 32, "Weatherproof|Fade-Resistant|Reversible|Plush")],
-        "colors": ["Ivory", "Terracotta", "Charcoal", "Sage", "Natural"],
-        "materials": ["cotton", "ceramic", "rattan", "powder-coated steel", "recycled glass"],
-        "features": ["UV-resistant finish", "a 40-hour burn time", "easy assembly",
-                     "a soft, washable cover", "drainage holes", "an automatic timer"],
-        "use": "living rooms, patios and gardens",
-    },
-    "Grocery": {
-        "brands": ["Harvest Table", "Green Valley", "Nonna's Pantry", "Bean & Leaf", "Sunmeadow", "Peak Provisions"],
-        "nouns": [("Coffee Beans", 14, "Dark Roast|Organic|Fair-Trade|Medium Roast"), ("Green Tea", 8, "Organic|Jasmine|Fair-Trade|Matcha"),
-                  ("Olive Oil", 16, "Extra Virgin|Organic|Cold-Pressed|Greek"), ("Granola", 7, "Honey Almond|Gluten-Free|Wholegrain|Sugar-Free"),
-                  ("Pasta", 4, "Wholegrain|Gluten-Free|Bronze-Cut|Organic"), ("Dark Chocolate Bar", 4, "Sea Salt|Fair-Trade|Organic|85% Cocoa"),
-                  ("Almond Butter", 9, "Crunchy|Smooth|Organic|Unsweetened"), ("Protein Bars", 19, "Peanut|Gluten-Free|Sugar-Free|Chocolate"),
-                  ("Honey", 11, "Raw|Wildflower|Organic|Manuka"), ("Trail Mix", 8, "Sea Salt|Tropical|Organic|Dark Chocolate")],
-        "formats": ["Single", "Pack of 3", "Pack of 6", "Family Size"],
-        "features": ["sustainably sourced ingredients", "no artificial flavours", "a resealable bag",
-                     "small-batch production", "a rich, balanced taste", "plenty of fibre"],
-        "use": "breakfasts, snacks and home cooking",
-    },
-    "Pet Supplies": {
-        "brands": ["Pawsome", "Tailwag", "WhiskerWorks", "Happy Hound", "FurBall Co", "Nature's Paw"],
-        "nouns": [("Dog Bed", 49, "Orthopedic|Washable|Calming|Raised"), ("Cat Tree", 79, "Multi-Level|Sturdy|Compact|Modern"),
-                  ("Dog Food", 39, "Grain-Free|Natural|High-Protein|Senior"), ("Cat Litter", 19, "Clumping|Unscented|Natural|Low-Dust"),
-                  ("Chew Toy", 11, "Chew-Resistant|Interactive|Natural|Squeaky"), ("Dog Leash", 17, "Reflective|Adjustable|Hands-Free|Padded"),
-                  ("Pet Grooming Brush", 14, "Self-Cleaning|Gentle|Deshedding|Ergonomic"), ("Aquarium Filter", 29, "Quiet|Adjustable|Compact|Three-Stage"),
-                  ("Cat Treats", 7, "Natural|Grain-Free|Crunchy|Dental"), ("Pet Carrier", 45, "Airline-Approved|Soft-Sided|Ventilated|Foldable")],
-        "sizes": ["Small", "Medium", "Large"],
-        "features": ["vet-approved design", "a non-slip bottom", "durable stitching",
-                     "real chicken as the first ingredient", "an easy-clean surface", "a reflective strip"],
-        "use": "happy, healthy pets",
-    },
-}
+# the category vocabulary (reranker/data/vocabulary.json via synthetic_text.categories());
+# declared here, provided lazily by __getattr__ so importing reads no file
+CATEGORIES: dict[str, dict[str, Any]]
 
-PRICE_BANDS = ("budget", "mid", "premium")
 
-_REVIEW_OPENERS = {
-    1: ["Very disappointed.", "Would not buy again.", "Returned it after a week.", "Not as described."],
-    2: ["Not great.", "Expected more.", "Below average.", "It does the job, barely."],
-    3: ["It's okay.", "Decent for the price.", "Average overall.", "Mixed feelings."],
-    4: ["Really good.", "Happy with this purchase.", "Solid choice.", "Works well."],
-    5: ["Absolutely love it!", "Exceeded my expectations.", "Perfect!", "Best purchase this year."],
-}
-_REVIEW_BODIES = {
-    1: "The {noun} broke quickly and {feature} made no difference.",
-    2: "The {noun} feels cheaper than the photos suggest.",
-    3: "The {noun} is fine, though {feature} is nothing special.",
-    4: "The {noun} is well made and I like {feature}.",
-    5: "This {noun} is great quality and {feature} really stands out.",
-}
+def __getattr__(name: str) -> Any:
+    # CATEGORIES is package data (vocabulary.json), read on first use, not at import time
+    if name == "CATEGORIES":
+        return categories()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --------------------------------------------------------------------------- configuration
@@ -215,7 +81,7 @@ class WorldConfig(BaseConfig):
     seed: int = 0
     n_users: int = Field(500, ge=1)
     n_items: int = Field(400, ge=3)
-    n_categories: int = Field(10, ge=1, le=len(CATEGORIES))
+    n_categories: int = Field(10, ge=1, le=N_CATEGORIES)
     min_purchases: int = Field(3, ge=1)
     mean_purchases: float = Field(12.0, gt=0)
     max_purchases: int = Field(60, ge=1)
@@ -268,7 +134,7 @@ class _Latent:
     user_sd: np.ndarray = field(default_factory=lambda: np.empty(0))
 
 
-class World:
+class World(ClickModel):
     """A generated e-commerce world: catalog, users, purchases, reviews and the true tastes.
 
     Build with :func:`generate_world` or :meth:`World.generate`. Frames: ``items``,
@@ -356,35 +222,6 @@ class World:
         a = _affinity(self._latent, self.config, np.array([u]), self._item_pos(item_ids))[0]
         return (a - self._latent.user_mu[u]) / self._latent.user_sd[u]
 
-    def click_probability(self, user_id: str, ranked_item_ids: Sequence[str]) -> np.ndarray:
-        """P(click) per position: examination ``1/log2(rank+1)`` x ``sigmoid`` of affinity."""
-        if len(ranked_item_ids) == 0:
-            return np.zeros(0)
-        z = self.affinity_z(user_id, ranked_item_ids)
-        attract = 1.0 / (1.0 + np.exp(-self.config.click_slope * (z - self.config.click_offset)))
-        exam = 1.0 / np.log2(np.arange(2, len(ranked_item_ids) + 2))
-        return exam * attract
-
-    def simulate_clicks(self, user_id: str, ranked_item_ids: Sequence[str], seed: int = 0) -> np.ndarray:
-        """Sampled clicks (bool per position) for one shown list; same seed, same clicks."""
-        p = self.click_probability(user_id, ranked_item_ids)
-        rng = np.random.default_rng([int(seed), self._user_pos(user_id)])  # a stream per user
-        return rng.random(p.size) < p
-
-    def ctr(
-        self, rankings: Mapping[str, Sequence[str]], seed: int = 0, k: int | None = None
-    ) -> np.ndarray:
-        """Per-user click-through rate (clicks / shown items) of ``{user_id: ranked ids}``.
-
-        Lists are cut to the top ``k`` when given; an empty list gets NaN.
-        """
-        out = np.empty(len(rankings), dtype=np.float64)
-        for j, (uid, ranked) in enumerate(rankings.items()):
-            shown = list(ranked)[:k] if k is not None else list(ranked)
-            clicks = self.simulate_clicks(uid, shown, seed=seed)
-            out[j] = clicks.mean() if clicks.size else np.nan
-        return out
-
     # ------------------------------------------------------------------ output
     def to_csv(self, out_dir: str | Path) -> Path:
         """Write interactions.csv, items.csv, reviews.csv and users.csv; returns the folder."""
@@ -429,127 +266,10 @@ def _affinity(lat: _Latent, cfg: WorldConfig, users: np.ndarray, items: np.ndarr
     return a
 
 
-def _pick(rng: np.random.Generator, options: Sequence[Any], size: int) -> np.ndarray:
-    return np.asarray(options, dtype=object)[rng.integers(0, len(options), size)]
-
-
-def _make_catalog(cfg: WorldConfig, rng: np.random.Generator) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    names = list(CATEGORIES)[: cfg.n_categories]
-    n = cfg.n_items
-    cat_weights = rng.dirichlet(np.full(len(names), 8.0))
-    # every category gets at least one item, the rest follow the category weights
-    cat = np.sort(
-        np.concatenate([np.arange(min(len(names), n)), rng.choice(len(names), size=max(n - len(names), 0), p=cat_weights)])
-    )
-    brands_all = [b for c in names for b in CATEGORIES[c]["brands"]]
-    colors_all = sorted({col for c in names for col in CATEGORIES[c].get("colors", [])})
-    color_pos = {c: i for i, c in enumerate(colors_all)}
-    brand_tier = rng.choice([0.8, 1.0, 1.3], size=len(brands_all), p=[0.35, 0.4, 0.25])
-
-    brand = np.empty(n, dtype=np.int64)
-    color = np.full(n, -1, dtype=np.int64)
-    noun_id = np.empty(n, dtype=np.int64)  # global noun index, for latent structure
-    noun_name = np.empty(n, dtype=object)
-    feature = np.empty(n, dtype=object)
-    price = np.empty(n)
-    titles, texts = np.empty(n, dtype=object), np.empty(n, dtype=object)
-    cols: dict[str, np.ndarray] = {
-        k: np.full(n, None, dtype=object) for k in ("color", "material", "size", "format")
-    }
-    noun_offset = 0
-    brand_offset = 0
-    for c, name in enumerate(names):  # loop over <= 10 categories, vectorised inside
-        voc = CATEGORIES[name]
-        idx = np.flatnonzero(cat == c)
-        m = idx.size
-        b_local = rng.integers(0, len(voc["brands"]), m)
-        brand[idx] = brand_offset + b_local
-        nn = rng.integers(0, len(voc["nouns"]), m)
-        noun_id[idx] = noun_offset + nn
-        base = np.array([p for _, p, _ in voc["nouns"]], dtype=float)[nn]
-        price[idx] = np.round(base * brand_tier[brand[idx]] * rng.lognormal(0.0, 0.3, m), 0) - 0.01
-        adj_lists = [a.split("|") for _, _, a in voc["nouns"]]
-        adj = np.array([adj_lists[x][y] for x, y in zip(nn, rng.integers(0, 4, m), strict=True)], dtype=object)
-        nouns = np.array([w for w, _, _ in voc["nouns"]], dtype=object)[nn]
-        if voc.get("colors"):
-            cc = _pick(rng, voc["colors"], m)
-            cols["color"][idx] = cc
-            color[idx] = [color_pos[x] for x in cc]
-        if voc.get("materials"):
-            cols["material"][idx] = _pick(rng, voc["materials"], m)
-        if voc.get("sizes"):
-            cols["size"][idx] = _pick(rng, voc["sizes"], m)
-        if voc.get("formats"):
-            cols["format"][idx] = _pick(rng, voc["formats"], m)
-        f1 = rng.integers(0, len(voc["features"]), m)
-        f2 = (f1 + 1 + rng.integers(0, len(voc["features"]) - 1, m)) % len(voc["features"])
-        noun_name[idx] = nouns
-        feature[idx] = np.asarray(voc["features"], dtype=object)[f1]
-        for j, i in enumerate(idx):
-            variant = cols["color"][i] or cols["format"][i] or cols["size"][i]
-            b = voc["brands"][b_local[j]]
-            titles[i] = f"{b} {adj[j]} {nouns[j]}" + (f", {variant}" if variant else "")
-            mat = f" made of {cols['material'][i]}" if cols["material"][i] else ""
-            size = f" Size: {cols['size'][i]}." if cols["size"][i] else ""
-            texts[i] = (
-                f"{adj[j]} {nouns[j].lower()} by {b}{mat}, with {voc['features'][f1[j]]} and "
-                f"{voc['features'][f2[j]]}. Great for {voc['use']}.{size}"
-            )
-        noun_offset += len(voc["nouns"])
-        brand_offset += len(voc["brands"])
-    # make titles unique: later duplicates get a model number
-    dup = pd.Series(titles).duplicated().to_numpy()
-    for i in np.flatnonzero(dup):
-        titles[i] = f"{titles[i]} (Model {chr(65 + i % 26)}{100 + i})"
-    band = np.zeros(n, dtype=np.int64)
-    for c in range(len(names)):
-        idx = np.flatnonzero(cat == c)
-        if idx.size:
-            q = np.quantile(price[idx], [1 / 3, 2 / 3])
-            band[idx] = np.searchsorted(q, price[idx], side="right")
-    band_names = np.asarray(PRICE_BANDS, dtype=object)[band]
-    texts = np.array(
-        [f"{t} Price band: {b}." for t, b in zip(texts, band_names, strict=True)], dtype=object
-    )
-    width = len(str(n))
-    items = pd.DataFrame(
-        {
-            "item_id": [f"P{i:0{width}d}" for i in range(n)],
-            "title": titles,
-            "text": texts,
-            "category": np.asarray(names, dtype=object)[cat],
-            "brand": np.asarray(brands_all, dtype=object)[brand],
-            "price": price,
-            "price_band": band_names,
-            "color": cols["color"],
-            "material": cols["material"],
-            "size": np.where(pd.isna(cols["size"]), cols["format"], cols["size"]),
-        }
-    )
-    arrays = {
-        "cat": cat,
-        "brand": brand,
-        "color": color,
-        "band": band,
-        "noun": noun_id,
-        "n_brands": np.array(len(brands_all)),
-        "brand_count": np.array([len(CATEGORIES[c]["brands"]) for c in names]),
-        "brand_start": np.cumsum([0] + [len(CATEGORIES[c]["brands"]) for c in names])[:-1],
-        "n_colors": np.array(max(len(colors_all), 1)),
-        "n_nouns": np.array(noun_offset),
-        "brands_all": np.asarray(brands_all, dtype=object),
-        "colors_all": np.asarray(colors_all, dtype=object),
-        "category_names": np.asarray(names, dtype=object),
-        "noun_name": noun_name,
-        "feature": feature,
-    }
-    return items, arrays
-
-
 def _generate(cfg: WorldConfig) -> World:
     root = np.random.default_rng(cfg.seed)
     r_cat, r_item, r_user, r_buy, r_time, r_rate, r_rev = root.spawn(7)
-    items, ca = _make_catalog(cfg, r_cat)
+    items, ca = make_catalog(cfg, r_cat)
     n_i, n_u, d = cfg.n_items, cfg.n_users, cfg.latent_dim
     n_c = len(ca["category_names"])
 
@@ -653,7 +373,7 @@ def _generate(cfg: WorldConfig) -> World:
         {"user_id": user_ids[user_of], "item_id": item_ids[item_of], "rating": rating, "timestamp": timestamps}
     )
 
-    reviews = _make_reviews(cfg, r_rev, items, ca, user_ids[user_of], item_of, rating)
+    reviews = make_reviews(cfg, r_rev, items, ca, user_ids[user_of], item_of, rating)
     top2 = np.argsort(-theta, axis=1)[:, :2]
     cats = ca["category_names"]
     users = pd.DataFrame(
@@ -669,43 +389,3 @@ def _generate(cfg: WorldConfig) -> World:
     )
     log.info("generated synthetic world: %d users, %d items, %d purchases", n_u, n_i, m)
     return World(cfg, items, users, interactions, reviews, lat)
-
-
-def _lower(phrase: str) -> str:
-    """Lower-case a product noun for running text, keeping acronyms (LED, USB-C, SPF)."""
-    return " ".join(w if w.isupper() else w.lower() for w in phrase.split())
-
-
-def _make_reviews(
-    cfg: WorldConfig,
-    rng: np.random.Generator,
-    items: pd.DataFrame,
-    ca: dict[str, np.ndarray],
-    review_user: np.ndarray,
-    item_of: np.ndarray,
-    rating: np.ndarray,
-) -> pd.DataFrame:
-    """About ``reviews_per_item`` buyers per item (all of them if fewer) write a short review."""
-    m = item_of.size
-    if m == 0 or cfg.reviews_per_item == 0:
-        return pd.DataFrame(columns=["item_id", "user_id", "rating", "text"])
-    # each buyer of item i reviews with probability min(1, reviews_per_item / buyers_i)
-    buyers = np.bincount(item_of, minlength=len(items))
-    p = np.minimum(1.0, cfg.reviews_per_item / np.maximum(buyers, 1))
-    chosen = np.flatnonzero(rng.random(m) < p[item_of])
-    nouns, features = ca["noun_name"], ca["feature"]
-    opener_pick = rng.integers(0, 4, chosen.size)
-    out = []
-    for j, x in enumerate(chosen):  # only ~reviews_per_item * n_items rows
-        r = int(rating[x])
-        i = item_of[x]
-        body = _REVIEW_BODIES[r].format(noun=_lower(nouns[i]), feature=features[i])
-        out.append(f"{_REVIEW_OPENERS[r][opener_pick[j]]} {body}")
-    return pd.DataFrame(
-        {
-            "item_id": items["item_id"].to_numpy()[item_of[chosen]],
-            "user_id": review_user[chosen],
-            "rating": rating[chosen],
-            "text": out,
-        }
-    )

@@ -15,6 +15,8 @@ Checkpoints (`<out>/checkpoints/step-NNNNNN/`, written to a temp folder and move
 step; Ctrl-C saves one before re-raising. Every `validation.every` steps a regime-B NDCG@10 on a
 fixed validation subset is computed with the matching ranker and the adapter in place; the best
 adapter is kept in `<out>/best/`, the final one in `<out>/adapter/`.
+
+The losses live in `losses.py`, checkpoint and adapter I/O in `checkpoint.py`.
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, DataError
+from .checkpoint import CheckpointMixin
 from .config import FinetuneConfig
 from .examples import IGNORE, TokenizedExample
-from .lora import atomic_dir, base_model_hash, inject_lora, save_adapter, template_hashes
+from .lora import base_model_hash, inject_lora, template_hashes
+from .losses import answer_loss, shared_prefix_loss
 
 log = logging.getLogger(__name__)
 
@@ -56,67 +60,6 @@ class FinetuneResult:
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self), default=str))
-
-
-def answer_loss(backend: Any, ids: Any, mask: Any, labels: Any) -> Any:
-    """Mean next-token cross-entropy over the positions whose label is not IGNORE, reading
-    the LM head only at those rows (not the full batch x seq x vocab logits)."""
-    import torch.nn.functional as F
-
-    h = backend._decoder(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
-    tgt = labels[:, 1:]
-    sel = tgt != IGNORE
-    hs = h[:, :-1][sel]
-    logits = (hs @ backend._head_w.T).float()
-    if backend._head_b is not None:
-        logits = logits + backend._head_b.float()
-    return F.cross_entropy(logits, tgt[sel])
-
-
-def shared_prefix_loss(backend: Any, seqs: list[TokenizedExample], device: Any = None) -> tuple[Any, int]:
-    """Answer-token cross-entropy of sequences that share a token prefix: the longest common
-    prefix (ending before every answer) runs once with gradients; its KV cache is expanded over
-    the suffixes, which run as one right-padded batch. Same loss as `answer_loss` on the full
-    sequences (up to float rounding), with the prefix computed once instead of len(seqs) times.
-    Returns (loss, tokens of the full sequences)."""
-    import torch
-    import torch.nn.functional as F
-    from transformers import DynamicCache
-
-    first = seqs[0].input_ids
-    limit = min(s.n_prompt for s in seqs) - 1  # every suffix keeps >= 1 prompt token
-    n = 0
-    while n < limit and all(s.input_ids[n] == first[n] for s in seqs[1:]):
-        n += 1
-    dev = device or backend.device
-    decoder = backend._decoder
-    b = len(seqs)
-    width = max(len(s) - n for s in seqs)
-    pad = backend.tokenizer.pad_token_id
-    ids = torch.full((b, width), pad, dtype=torch.long)
-    mask = torch.zeros((b, n + width), dtype=torch.long)
-    labels = torch.full((b, width), IGNORE, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        suf = s.input_ids[n:]
-        ids[i, : len(suf)] = torch.tensor(suf)
-        mask[i, : n + len(suf)] = 1
-        labels[i, s.n_prompt - n : len(s) - n] = torch.tensor(s.input_ids[s.n_prompt :])
-    ids, mask, labels = ids.to(dev), mask.to(dev), labels.to(dev)
-    kwargs: dict[str, Any] = {}
-    if n:
-        pre = decoder(input_ids=torch.tensor([first[:n]], dtype=torch.long, device=dev), use_cache=True)
-        cache = pre.past_key_values
-        kwargs["past_key_values"] = DynamicCache(
-            ddp_cache_data=[(lay.keys.expand(b, -1, -1, -1), lay.values.expand(b, -1, -1, -1))
-                            for lay in cache.layers]
-        )
-    h = decoder(input_ids=ids, attention_mask=mask, use_cache=bool(n), **kwargs).last_hidden_state
-    tgt = labels[:, 1:]
-    sel = tgt != IGNORE
-    logits = (h[:, :-1][sel] @ backend._head_w.T).float()
-    if backend._head_b is not None:
-        logits = logits + backend._head_b.float()
-    return F.cross_entropy(logits, tgt[sel]), sum(len(s) for s in seqs)
 
 
 def load_config(config: FinetuneConfig | dict | str | Path) -> tuple[FinetuneConfig, list[Path]]:
@@ -150,7 +93,7 @@ def load_dataset(cfg: FinetuneConfig, base_dirs: list[Path]):
     return generate_world(seed=s.seed, n_users=s.n_users, n_items=s.n_items).dataset
 
 
-class Trainer:
+class Trainer(CheckpointMixin):
     """Builds the examples, injects LoRA and runs the loop (see module docstring)."""
 
     def __init__(self, config: FinetuneConfig | dict | str | Path, out_dir: str | Path | None = None,
@@ -342,60 +285,6 @@ class Trainer:
             self.peft.train()
         return {"ndcg@10": float(np.mean(m["ndcg@10"])), "hr@1": float(np.mean(m["hr@1"])),
                 "users": len(users), "seconds": time.perf_counter() - t0}
-
-    # ------------------------------------------------------------------ checkpoints
-    def record(self, step: int) -> dict[str, Any]:
-        return {**self._record_base, "step": step,
-                "validation": self.validation[-1] if self.validation else None,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-
-    def save_checkpoint(self, step: int) -> Path:
-        import torch
-
-        state = {"step": step, "losses": self.losses, "validation": self.validation,
-                 "best_ndcg": self.best_ndcg, "fingerprint": self.fingerprint}
-
-        def write(tmp: Path) -> None:
-            save_adapter(self.peft, tmp, self.record(step))
-            torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                        "torch_rng": torch.get_rng_state(), "step": step}, tmp / "trainer_state.pt")
-            (tmp / "state.json").write_text(json.dumps(state, indent=1))
-
-        path = atomic_dir(self.ckpt_dir / f"step-{step:06d}", write)
-        for old in self.checkpoints()[:-2]:  # keep the last two
-            import shutil
-
-            shutil.rmtree(old, ignore_errors=True)
-        return path
-
-    def checkpoints(self) -> list[Path]:
-        if not self.ckpt_dir.is_dir():
-            return []
-        return sorted(p for p in self.ckpt_dir.glob("step-*") if (p / "state.json").is_file())
-
-    def load_checkpoint(self, path: Path) -> int:
-        import torch
-        from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
-
-        state = json.loads((path / "state.json").read_text())
-        if state.get("fingerprint") != self.fingerprint:
-            raise ConfigError(
-                f"--resume: {path} was trained on other data (fingerprint differs); "
-                "use another --out or the same config"
-            )
-        set_peft_model_state_dict(self.peft, load_file(str(path / "adapter_model.safetensors")))
-        ts = torch.load(path / "trainer_state.pt", weights_only=True)
-        self.optimizer.load_state_dict(ts["optimizer"])
-        self.scheduler.load_state_dict(ts["scheduler"])
-        torch.set_rng_state(ts["torch_rng"])
-        self.losses = state["losses"]
-        self.validation = state["validation"]
-        self.best_ndcg = state["best_ndcg"]
-        return int(state["step"])
-
-    def _save_named(self, name: str, step: int) -> Path:
-        return atomic_dir(self.out_dir / name, lambda tmp: save_adapter(self.peft, tmp, self.record(step)))
 
     def _validate_at(self, step: int) -> None:
         v = self.validate()
