@@ -32,6 +32,7 @@ test-fast: setup
 
 lint: setup
 	$(BIN)/ruff check reranker tests eval
+	$(BIN)/mypy reranker
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

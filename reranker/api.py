@@ -2,33 +2,53 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from .config import BaseConfig
 from .errors import ConfigError, DataError
-from .llm.base import LLMConfig
+from .explain import ExplainerConfig
+from .ranking.configs import PointwiseConfig
 from .ranking.llm_common import Catalog, make_lookup
+from .registry import LLM_RANKER_TYPES, MODE_TO_TYPE, RANKERS, BuildContext
 from .types import Candidate, History, Item, Ranking
 
 Mode = Literal["pointwise", "listwise", "verbalizer"]
-MODES: tuple[str, ...] = ("pointwise", "listwise", "verbalizer")
+MODES: tuple[str, ...] = tuple(MODE_TO_TYPE)
+
+_LLM_RANKER = RANKERS.union(LLM_RANKER_TYPES)
 
 
 class RerankerConfig(BaseConfig):
-    """Settings of the high-level `Reranker`."""
+    """Settings of the high-level `Reranker`: the LLM ranker's config (any registered LLM
+    ranker: the model settings plus the ranker's own options) and the explainer's."""
 
-    llm: LLMConfig = Field(default_factory=LLMConfig)
-    mode: Mode = "pointwise"
-    permutations: int = Field(default=1, ge=1)
-    """Listwise / verbalizer: shuffles averaged against position bias."""
-    window: int = Field(default=20, ge=2)
-    step: int = Field(default=10, ge=1)
-    seed: int = 0
-    max_history: int = Field(default=20, ge=0)
-    explain_top_k: int = Field(default=3, ge=0)
+    ranker: _LLM_RANKER = Field(default_factory=PointwiseConfig)  # type: ignore[valid-type]
+    explain: ExplainerConfig = Field(default_factory=ExplainerConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_form(cls, data: Any) -> Any:
+        """The form before the registry: ``{llm: {...}, mode, permutations, window, step, seed,
+        max_history, explain_top_k}``."""
+        if not isinstance(data, Mapping) or "ranker" in data:
+            return data
+        old = dict(data)
+        if not ({"llm", "mode", "explain_top_k"} & old.keys()):
+            return data
+        ranker = dict(old.pop("llm", None) or {})
+        mode = old.pop("mode", "pointwise")
+        ranker["type"] = MODE_TO_TYPE.get(mode, mode)
+        for k in ("permutations", "window", "step", "seed", "max_history"):
+            if k in old:
+                ranker[k] = old.pop(k)
+        explain = dict(old.pop("explain", None) or {})
+        if "explain_top_k" in old:
+            explain["top_k"] = old.pop("explain_top_k")
+        return {**old, "ranker": ranker, "explain": explain}
 
 
 class _ChainCatalog:
@@ -144,62 +164,51 @@ class Reranker:
         *,
         catalog: Catalog = None,
         config: RerankerConfig | None = None,
+        backend: Any = None,
         **options: Any,
     ) -> None:
         if mode not in MODES:
             raise ConfigError(f"mode: must be one of {', '.join(MODES)}, got {mode!r}")
         if config is None:
-            llm_fields = set(LLMConfig.model_fields)
-            llm_opts = {k: v for k, v in options.items() if k in llm_fields}
-            rest = {k: v for k, v in options.items() if k not in llm_fields}
+            explain_fields = {f"explain_{k}": k for k in ExplainerConfig.model_fields}
+            explain = {explain_fields[k]: v for k, v in options.items() if k in explain_fields}
+            ranker = {k: v for k, v in options.items() if k not in explain_fields}
             config = RerankerConfig.from_dict(
-                {"llm": {**llm_opts, "model": model}, "mode": mode, **rest}
+                {"ranker": {**ranker, "model": model, "type": MODE_TO_TYPE[mode]}, "explain": explain}
             )
         self.config = config
         self.catalog = catalog
-        self._ranker = None
-        self._explainer = None
+        self._backend = backend
+        self._ranker: Any = None
+        self._explainer: Any = None
+        self._lock = threading.Lock()
 
     @property
     def mode(self) -> str:
-        return self.config.mode
+        return self.config.ranker.type.removeprefix("llm-")
 
     @property
-    def ranker(self):
-        if self._ranker is None:
-            cfg = self.config
-            common = {"catalog": self.catalog, "max_history": cfg.max_history}
-            if cfg.mode == "pointwise":
-                from .ranking.pointwise import PointwiseLLMRanker
-
-                self._ranker = PointwiseLLMRanker(cfg.llm, **common)
-            elif cfg.mode == "listwise":
-                from .ranking.listwise import ListwiseLLMRanker
-
-                self._ranker = ListwiseLLMRanker(
-                    cfg.llm, permutations=cfg.permutations, window=cfg.window, step=cfg.step,
-                    seed=cfg.seed, **common,
+    def ranker(self) -> Any:
+        """The LLM ranker (built through the registry on first use; shared by every call)."""
+        with self._lock:
+            if self._ranker is None:
+                self._ranker = RANKERS.build(
+                    self.config.ranker, BuildContext(catalog=self.catalog, backend=self._backend), where="ranker"
                 )
-            else:
-                from .ranking.verbalizer import VerbalizerLLMRanker
-
-                self._ranker = VerbalizerLLMRanker(
-                    cfg.llm, permutations=cfg.permutations, seed=cfg.seed, **common
-                )
-        return self._ranker
+            return self._ranker
 
     @property
-    def explainer(self):
-        if self._explainer is None:
-            from .explain import Explainer, ExplainerConfig
+    def explainer(self) -> Any:
+        ranker = self.ranker
+        with self._lock:
+            if self._explainer is None:
+                from .explain import Explainer
 
-            self._explainer = Explainer(
-                self.config.llm,
-                explain_config=ExplainerConfig(top_k=self.config.explain_top_k),
-                backend=self.ranker.backend,
-                prompts=self.ranker.prompts,
-            )
-        return self._explainer
+                self._explainer = Explainer(
+                    ranker.config, explain_config=self.config.explain, backend=ranker.backend,
+                    prompts=ranker.prompts,
+                )
+            return self._explainer
 
     def rerank(
         self,
@@ -218,13 +227,11 @@ class Reranker:
             raise ConfigError(f"top_k: must be >= 0, got {top_k}")
         hist, cands, local = normalize_request(history, candidates, context, user_id)
         cat = _ChainCatalog(local, catalog if catalog is not None else self.catalog)
-        ranker = self.ranker.with_catalog(cat)
-        ranking = ranker.rank(hist, cands)
+        ranking = self.ranker.rank(hist, cands, catalog=cat)
         if explain:
-            k = self.config.explain_top_k if top_k is None else min(top_k, self.config.explain_top_k)
-            ex = self.explainer
-            ex.set_catalog(cat)
-            ranking = ex.explain(hist, ranking, top_k=k)
+            top = self.config.explain.top_k
+            k = top if top_k is None else min(top_k, top)
+            ranking = self.explainer.explain(hist, ranking, top_k=k, catalog=cat)
         return ranking.top_k(top_k) if top_k is not None else ranking
 
 

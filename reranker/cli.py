@@ -207,6 +207,35 @@ def eval_cmd(config_path: str, users: int | None, seed: int | None, out_dir: str
     click.echo(f"  report   {runner.out_dir / 'report.md'}")
 
 
+# ---------------------------------------------------------------------------- components
+@main.command("components")
+@click.argument("stage", required=False, type=click.Choice(["retriever", "ranker", "backend"]))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def components_cmd(stage: str | None, as_json: bool) -> None:
+    """List the registered components (retrievers, rankers, LLM backends) with every field of
+    their configs and its default: what a pipeline or experiment YAML may set."""
+    from .registry import BACKENDS, RANKERS, RETRIEVERS
+
+    stages = {"retriever": RETRIEVERS, "ranker": RANKERS, "backend": BACKENDS}
+    chosen = {stage: stages[stage]} if stage else stages
+    described = {name: reg.describe() for name, reg in chosen.items()}
+    if as_json:
+        emit_json(described)
+        return
+    for name, comps in described.items():
+        key = chosen[name].key
+        click.echo(f"{name}s ({key}: ...)")
+        for c in comps:
+            alias = f" (alias {', '.join(c['aliases'])})" if c.get("aliases") else ""
+            click.echo(f"  {c['name']}{alias}: {c['summary']}")
+            if c.get("error"):
+                click.echo(f"      unavailable: {c['error']}")
+            for f in c["fields"]:
+                doc = f"  # {f['doc'].splitlines()[0]}" if f["doc"] else ""
+                click.echo(f"      {f['name']}: {json.dumps(f['default'])}  [{f['type']}]{doc}")
+        click.echo("")
+
+
 # ---------------------------------------------------------------------------- models
 @main.group(cls=_Group)
 def models() -> None:
@@ -324,7 +353,10 @@ def rerank_cmd(input_path: str, model: str, mode: str, top_k: int | None, explai
     req = load_request(input_path)
     from .api import Reranker
 
-    ranking = Reranker(model=model, mode=mode, permutations=permutations, threads=threads).rerank(
+    if mode == "pointwise" and permutations != 1:
+        fail("--permutations applies to the listwise and verbalizer modes (pointwise scores do not depend on order)")
+    options = {"permutations": permutations} if mode != "pointwise" else {}
+    ranking = Reranker(model=model, mode=mode, threads=threads, **options).rerank(
         req.history, req.candidates, top_k=top_k, explain=explain, context=req.context, user_id=req.user_id
     )
     if as_json:

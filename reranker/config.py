@@ -16,7 +16,8 @@ C = TypeVar("C", bound="BaseConfig")
 class BaseConfig(BaseModel):
     """Base of all configs: unknown keys are errors, values are validated on assignment."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False,
+                              use_attribute_docstrings=True)
 
     @classmethod
     def from_dict(cls: type[C], data: dict[str, Any], *, source: str | None = None) -> C:
@@ -32,12 +33,22 @@ class BaseConfig(BaseModel):
         import yaml
 
         p = Path(path)
+        if p.is_dir():
+            raise ConfigError(f"{p}: is a folder, not a YAML config file")
         if not p.is_file():
             raise ConfigError(f"{p}: config file not found")
         try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8"))
+            raw = p.read_bytes()
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = raw.count(b"\n", 0, e.start) + 1
+            raise ConfigError(f"{p}: line {line}: not valid UTF-8 text; save the file as UTF-8") from None
+        except OSError as e:  # PermissionError, ...
+            raise ConfigError(f"{p}: cannot read: {e.strerror or e}") from None
+        try:
+            data = yaml.safe_load(text)
         except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: invalid YAML: {e}") from None
+            raise ConfigError(f"{p}: invalid YAML{yaml_problem(e)}") from None
         if data is None:
             data = {}
         if not isinstance(data, dict):
@@ -54,12 +65,36 @@ class BaseConfig(BaseModel):
         return text
 
 
-def format_validation_error(e: ValidationError, source: str | None = None) -> str:
-    """`a.b.c: message` per error, e.g. `ranking.fusion.weights.llm: must be >= 0`."""
-    lines = []
+def yaml_problem(e: Exception) -> str:
+    """One line for a YAML parse error: `` at line L, column C: what (context)``."""
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None)
+    if mark is None or problem is None:
+        return ": " + " ".join(str(e).split())
+    ctx, ctx_mark = getattr(e, "context", None), getattr(e, "context_mark", None)
+    more = f" ({ctx} at line {ctx_mark.line + 1})" if ctx and ctx_mark is not None else ""
+    return f" at line {mark.line + 1}, column {mark.column + 1}: {problem}{more}"
+
+
+def validation_lines(e: ValidationError) -> list[tuple[str, str]]:
+    """``(dotted path, message)`` per error, e.g. ``("ranking.fusion.weights.llm", "must be >= 0")``.
+    A nested component config validated by a model validator (an experiment row's ``params``)
+    reports its own paths under the row's (error type ``nested_config``)."""
+    out: list[tuple[str, str]] = []
     for err in e.errors():
-        loc = ".".join(str(x) for x in err["loc"]) or "<root>"
+        parts = list(err["loc"])
+        # a discriminated union's member tag (`<itemcf>`, see `reranker.registry`) is not a field
+        parts = [x for x in parts if not (isinstance(x, str) and x.startswith("<") and x.endswith(">"))]
+        loc = ".".join(str(x) for x in parts)
+        if err["type"] == "nested_config":
+            for path, msg in err["ctx"]["lines"]:
+                out.append((".".join(p for p in (loc, path) if p) or "<root>", msg))
+            continue
         msg = err["msg"]
+        if err["type"] == "unknown_component":  # "type: missing or unknown ..." (reranker.registry)
+            field, _, msg = msg.partition(": ")
+            out.append((".".join(p for p in (loc, field) if p), msg))
+            continue
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
         elif err["type"] == "greater_than_equal":
@@ -68,13 +103,30 @@ def format_validation_error(e: ValidationError, source: str | None = None) -> st
             msg = f"must be > {_num(err['ctx']['gt'])}"
         elif err["type"] == "less_than_equal":
             msg = f"must be <= {_num(err['ctx']['le'])}"
-        lines.append(f"{loc}: {msg}")
+        elif err["type"] == "value_error" and msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        out.append((loc or "<root>", msg))
+    return out
+
+
+def format_validation_error(e: ValidationError, source: str | None = None) -> str:
+    """`a.b.c: message` per error, e.g. `ranking.fusion.weights.llm: must be >= 0`."""
+    lines = [f"{loc}: {msg}" for loc, msg in validation_lines(e)]
     head = f"{source}: invalid config" if source else "invalid config"
     return head + "\n  " + "\n  ".join(lines)
+
+
+def nested_config_error(error: ConfigError) -> Exception:
+    """Re-raise a component's ConfigError inside a pydantic validator so its paths end up
+    under the enclosing field's (see `validation_lines`)."""
+    from pydantic_core import PydanticCustomError
+
+    lines = getattr(error, "lines", None) or [("", str(error))]
+    return PydanticCustomError("nested_config", "{detail}", {"lines": lines, "detail": str(error)})
 
 
 def _num(x: Any) -> str:
     return f"{x:g}" if isinstance(x, float) else str(x)
 
 
-__all__ = ["BaseConfig", "format_validation_error"]
+__all__ = ["BaseConfig", "format_validation_error", "nested_config_error", "validation_lines"]

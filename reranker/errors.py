@@ -36,6 +36,15 @@ class DataError(RerankerError, ValueError):
         super().__init__(f"{prefix}: {message}" if prefix else message)
 
 
+class UnknownIdError(DataError, KeyError):
+    """A user or item id that the data does not hold (the message names the id and its column).
+
+    Also a KeyError, so callers that look ids up mapping-style (`except KeyError`) keep working.
+    """
+
+    __str__ = Exception.__str__  # the plain message, not KeyError's quoted repr
+
+
 class ConfigError(RerankerError, ValueError):
     """A configuration value or file is invalid (the message names the field path)."""
 
@@ -48,4 +57,4 @@ class PromptError(RerankerError):
     """A prompt template is missing, malformed or rendered with bad variables."""
 
 
-__all__ = ["RerankerError", "DataError", "ConfigError", "ModelError", "PromptError"]
+__all__ = ["RerankerError", "DataError", "UnknownIdError", "ConfigError", "ModelError", "PromptError"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from pydantic import Field
 from .config import BaseConfig
 from .llm.base import LLMBackend, LLMConfig
 from .llm.prompts import PromptLibrary, get_library
-from .ranking.llm_common import Catalog, make_lookup
+from .ranking.llm_common import Catalog, LLMRankerBase, make_lookup
 from .types import History, Item, Ranking
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,10 @@ def _join(anchor: str, continuation: str) -> str:
 
 
 class Explainer:
-    """One short LLM explanation per top-k item, grounded in the user's history."""
+    """One short LLM explanation per top-k item, grounded in the user's history.
+
+    Stateless per request: `explain` and `build_prompts` take the request's `catalog`
+    (None: the catalog given at construction), so one explainer serves many threads."""
 
     template = "explain"
 
@@ -139,9 +143,10 @@ class Explainer:
         self.prompts = prompts or get_library(self.config.prompt_dir)
         self.prompts.get(self.template)
         self.max_history = max_history
-        self._index_key: Any = None
-        self._index: TitleIndex | None = None
-        self.set_catalog(catalog)
+        self.catalog = catalog  # the default catalog (a setting); a request may pass its own
+        self._lookup = make_lookup(catalog)
+        self._index: TitleIndex | None = None  # of the default catalog, built on first use
+        self._index_lock = threading.Lock()
 
     @property
     def backend(self) -> LLMBackend:
@@ -151,24 +156,26 @@ class Explainer:
             self._backend = load_backend(self.config)
         return self._backend
 
-    def set_catalog(self, catalog: Catalog) -> None:
-        self.catalog = catalog
-        self.lookup = make_lookup(catalog)
-        self._index = None
+    def title_index(self, catalog: Catalog = None) -> TitleIndex:
+        """The titles of `catalog` (None: the default catalog, indexed once and kept)."""
+        if catalog is not None:
+            return self._build_index(catalog)
+        with self._index_lock:
+            if self._index is None:
+                self._index = self._build_index(self.catalog)
+            return self._index
 
-    def title_index(self) -> TitleIndex:
-        if self._index is None:
-            cat = self.catalog
-            if cat is None:
-                items: Iterable[Item] = []
-            elif hasattr(cat, "catalog") and callable(cat.catalog):
-                items = cat.catalog().values()
-            elif isinstance(cat, Mapping):
-                items = [self.lookup(k) for k in cat]
-            else:
-                items = []
-            self._index = TitleIndex(items, self.settings.min_title_chars)
-        return self._index
+    def _build_index(self, cat: Catalog) -> TitleIndex:
+        if cat is None:
+            items: Iterable[Item] = []
+        elif hasattr(cat, "catalog") and callable(cat.catalog):
+            items = cat.catalog().values()
+        elif isinstance(cat, Mapping):
+            lookup = make_lookup(cat)
+            items = [lookup(k) for k in cat]
+        else:
+            items = []
+        return TitleIndex(items, self.settings.min_title_chars)
 
     def _view(self, it: Item, with_text: bool) -> dict:
         text = self.backend.truncate_tokens(it.text, self.config.item_text_tokens) if with_text and it.text else ""
@@ -189,7 +196,7 @@ class Explainer:
         pick = (same or list(history))[-1]
         return f'Because you chose "{pick.title}", you may like "{cand.title}" because it'
 
-    def _prompt(self, history: Sequence[Item], cand: Item, context: dict, strict: bool) -> str:
+    def _render(self, history: Sequence[Item], cand: Item, context: dict, strict: bool) -> str:
         tpl = self.prompts.get(self.template)
         hist = [self._view(h, False) for h in history]
         while True:
@@ -200,20 +207,35 @@ class Explainer:
                 return p
             hist = hist[1:]  # oldest first
 
-    def explain(self, history: History, ranking: Ranking, top_k: int | None = None) -> Ranking:
+    def _items(self, history: History, item_ids: Sequence[str], catalog: Catalog) -> tuple[list[Item], list[Item]]:
+        lookup = self._lookup if catalog is None else make_lookup(catalog)
+        return [lookup(i) for i in history.last(self.max_history).items], [lookup(i) for i in item_ids]
+
+    def build_prompts(
+        self, history: History, item_ids: Sequence[str], catalog: Catalog = None, *, strict: bool = False
+    ) -> list[str]:
+        """The prompt explaining each of `item_ids` to this user (the last `max_history` history
+        items, trimmed oldest-first to fit, then the anchor when enabled); `strict` is the retry
+        prompt. Items come from `catalog` (None: the explainer's own)."""
+        hist_items, cands = self._items(history, item_ids, catalog)
+        context = LLMRankerBase.context_view(history)
+        return [self._render(hist_items, c, context, strict) for c in cands]
+
+    def explain(
+        self, history: History, ranking: Ranking, top_k: int | None = None, catalog: Catalog = None
+    ) -> Ranking:
         """The ranking with explanations on its first `top_k` items; per-item grounding results
-        go to `diagnostics["explanations"]`."""
+        go to `diagnostics["explanations"]`. Items come from `catalog` (None: the explainer's
+        own)."""
         t0 = time.perf_counter()
         k = self.settings.top_k if top_k is None else top_k
         targets = ranking.items[:k]
         if not targets:
             return ranking
-        hist_items = [self.lookup(i) for i in history.last(self.max_history).items]
-        context = {str(a): str(b) for a, b in (history.context or {}).items() if b not in (None, "")}
-        cands = [self.lookup(r.item_id) for r in targets]
-        index = self.title_index()
+        hist_items, cands = self._items(history, [r.item_id for r in targets], catalog)
+        index = self.title_index(catalog)
         gens = self.backend.generate(
-            [self._prompt(hist_items, c, context, False) for c in cands], self.settings.max_new_tokens,
+            self.build_prompts(history, [c.item_id for c in cands], catalog), self.settings.max_new_tokens,
             repetition_penalty=self.settings.repetition_penalty,
         )
         anchors = [self.anchor_text(hist_items, c) for c in cands]
@@ -224,7 +246,8 @@ class Explainer:
         redo = [i for i, ch in enumerate(checks) if not ch.grounded]
         if redo:
             regens = self.backend.generate(
-                [self._prompt(hist_items, cands[i], context, True) for i in redo], self.settings.max_new_tokens,
+                self.build_prompts(history, [cands[i].item_id for i in redo], catalog, strict=True),
+                self.settings.max_new_tokens,
                 repetition_penalty=self.settings.repetition_penalty,
             )
             for i, g in zip(redo, regens, strict=True):

@@ -11,3 +11,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).parent))
 
 pytest_plugins = ["bert_fixtures", "llm_fixtures"]
+
+#: fixtures that load (or train) a real model: every test using one is `slow` (`make test-fast` skips it)
+REAL_MODEL_FIXTURES = frozenset({"smollm", "minilm", "trained"})
+
+
+def pytest_collection_modifyitems(config, items):
+    import pytest
+
+    for item in items:
+        if REAL_MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -28,6 +28,8 @@ Fixtures
   ids "i1".."i5" with decreasing stage-1 scores.
 - ``history``: a non-empty history of ids your implementation knows. Default: ("h1", "h2", "h3").
   An empty logged-out ``History()`` is always tested as well.
+- ``catalog``: optional; the catalog your instance was built with. When given, passing it per
+  call (``catalog=...``) must give exactly what the built-in default gives. Default: None.
 
 Class attributes to tune
 - ``atol``: tolerance for "same score" (default 1e-6; raise it for batched LLM forward passes).
@@ -43,7 +45,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reranker.ranking.base import Ranker, Scorer
+from reranker.ranking.base import BatchRanker, Ranker, Scorer
 from reranker.types import Candidate, History, Ranking
 
 
@@ -68,9 +70,13 @@ class _Fixtures:
     def history(self) -> History:
         return History("u1", ("h1", "h2", "h3"))
 
+    @pytest.fixture
+    def catalog(self):
+        return None
+
 
 class ScorerSuite(_Fixtures):
-    """Contract of `Scorer.score(history, candidates) -> np.ndarray`."""
+    """Contract of `Scorer.score(history, candidates, catalog=None) -> np.ndarray`."""
 
     permutation_invariant_scores: bool = True
 
@@ -120,9 +126,18 @@ class ScorerSuite(_Fixtures):
         assert s.shape == (len(dup),)
         assert abs(s[-1] - s[0]) <= self.atol
 
+    def test_catalog_keyword(self, scorer, history, candidates, catalog):
+        """`catalog=None` is the default; the build-time catalog passed per call changes nothing."""
+        base = self._score(scorer, history, candidates)
+        np.testing.assert_allclose(scorer.score(history, candidates, catalog=None), base, rtol=0, atol=self.atol)
+        if catalog is not None:
+            got = scorer.score(history, candidates, catalog=catalog)
+            np.testing.assert_allclose(got, base, rtol=0, atol=self.atol)
+
 
 class RankerSuite(_Fixtures):
-    """Contract of `Ranker.rank(history, candidates) -> Ranking`: every candidate exactly once."""
+    """Contract of `Ranker.rank(history, candidates, catalog=None) -> Ranking`: every candidate
+    exactly once. A ranker with `rank_many` must be a `BatchRanker` giving what `rank` gives."""
 
     monotone_scores: bool = True
 
@@ -182,3 +197,23 @@ class RankerSuite(_Fixtures):
         dup = [candidates[0], *candidates, candidates[-1], candidates[0]]
         r = self._rank(ranker, history, dup)
         self.assert_complete(r, candidates)
+
+    def test_catalog_keyword(self, ranker, history, candidates, catalog):
+        """`catalog=None` is the default; the build-time catalog passed per call changes nothing."""
+        base = self._rank(ranker, history, candidates)
+        for cat in [None] + ([catalog] if catalog is not None else []):
+            r = ranker.rank(history, candidates, catalog=cat)
+            assert r.item_ids == base.item_ids
+            np.testing.assert_allclose(r.scores, base.scores, rtol=0, atol=self.atol)
+
+    def test_rank_many_matches_rank(self, ranker, history, candidates, catalog):
+        if not hasattr(ranker, "rank_many"):
+            pytest.skip("no rank_many")
+        assert isinstance(ranker, BatchRanker)
+        requests = [(history, candidates), (History(), candidates[::-1]), (history, [])]
+        many = ranker.rank_many(requests, catalog=catalog)
+        assert len(many) == len(requests)
+        for got, (h, c) in zip(many, requests, strict=True):
+            alone = ranker.rank(h, c, catalog=catalog)
+            assert got.item_ids == alone.item_ids
+            np.testing.assert_allclose(got.scores, alone.scores, rtol=0, atol=self.atol)

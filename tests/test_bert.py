@@ -53,6 +53,10 @@ class TestBertScorerSuite(ScorerSuite):
         return bert
 
     @pytest.fixture
+    def catalog(self):
+        return CATALOG
+
+    @pytest.fixture
     def history(self):
         return History("u1", ("s1", "s2", "c1"))
 
@@ -248,3 +252,32 @@ def test_resolve_minilm_without_the_llm_models_module(minilm, monkeypatch):
     want = resolve_sentence_model("minilm")
     monkeypatch.setitem(sys.modules, "reranker.llm.models", None)  # import now fails
     assert resolve_sentence_model("minilm") == want
+
+
+# ---------------------------------------------------------------- per-request catalogs
+def test_request_catalog_embeds_its_own_items(minilm, bert):
+    # the same ids, the space and cookbook texts swapped: the request's texts decide
+    swapped = {i: Item(i, it.title, text=CATALOG[{"s3": "c3", "c3": "s3"}.get(i, i)].text, category=it.category)
+               for i, it in CATALOG.items()}
+    hist, cands = History("u", ("s1", "s2")), [Candidate("s3"), Candidate("c3")]
+    own = bert.score(hist, cands)
+    got = bert.score(hist, cands, catalog=swapped)
+    np.testing.assert_allclose(got, BertScorer(swapped).score(hist, cands), atol=1e-5)
+    assert not np.allclose(got, own, atol=1e-3)
+    np.testing.assert_allclose(bert.score(hist, cands), own, atol=1e-6)  # its own catalog is unchanged
+    as_dicts = {i: {"title": it.title, "text": it.text, "category": it.category} for i, it in swapped.items()}
+    np.testing.assert_allclose(bert.score(hist, cands, catalog=as_dicts), got, atol=1e-6)
+    # history items missing from the request's catalog are skipped; unknown candidates are errors
+    np.testing.assert_allclose(bert.score(History("u", ("zzz", "s1")), cands, catalog=swapped),
+                               bert.score(History("u", ("s1",)), cands, catalog=swapped), atol=1e-6)
+    with pytest.raises(DataError, match="'nope'"):
+        bert.score(hist, [Candidate("nope")], catalog=swapped)
+
+
+def test_old_module_path_reexports_the_encoder_names():
+    from reranker.ranking import bert as mod
+    from reranker.ranking import encoder, sentence_model
+
+    assert mod.ItemEncoder is encoder.ItemEncoder and mod.render_item is encoder.render_item
+    assert mod.load_sentence_model is sentence_model.load_sentence_model
+    assert mod.clear_embedding_cache is sentence_model.clear_embedding_cache

@@ -158,3 +158,17 @@ class TestMMRRankerTopK(RankerSuite):
     @pytest.fixture
     def ranker(self):
         return MMRRanker(CategorySimilarity(SUITE_CATALOG), MMRConfig(lam=0.0, k=2))
+
+
+def test_category_similarity_from_the_request_catalog():
+    other = {i: Item(i, i.upper(), category="Same") for i in IDS}
+    src = CategorySimilarity(CATALOG)
+    np.testing.assert_allclose(src(IDS, catalog=other), np.ones((4, 4)))
+    np.testing.assert_allclose(src(IDS), SIM)  # its own catalog is untouched
+    cands = [Candidate(i, s) for i, s in zip(IDS, REL, strict=True)]
+    ranker = MMRRanker(src, MMRConfig(lam=0.0))
+    # all alike: MMR has nothing to trade, the relevance order stays
+    assert ranker.rank(History(), cands, catalog=other).item_ids == IDS
+    assert ranker.rank(History(), cands).item_ids == ["a", "c", "d", "b"]
+    # a plain one-argument similarity callable still works when no catalog is given
+    assert MMRRanker(lambda ids: SIM, MMRConfig(lam=0.0)).rank(History(), cands).item_ids == ["a", "c", "d", "b"]

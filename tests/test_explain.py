@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from fake_backends import ScriptedBackend
 
 from reranker.explain import UNGROUNDED_MARK, Explainer, ExplainerConfig, TitleIndex, title_variants
-from reranker.llm.base import Generation, LLMConfig
 from reranker.types import History, Item, Ranking
 
 CATALOG = {
@@ -32,29 +32,6 @@ def test_grounding_check_flags_products_outside_history_and_candidate():
     assert not bad.grounded and bad.ungrounded == ["pulp fiction"]
     # short titles (< min chars) are not matched as products: "heat" is an ordinary word
     assert idx.check("It brings the heat like Toy Story.", hist, CATALOG["c1"]).grounded
-
-
-class ScriptedBackend:
-    """A stand-in LLM that answers from a script (the Explainer's logic is what is tested)."""
-
-    def __init__(self, answers):
-        self.config = LLMConfig()
-        self.answers = list(answers)
-        self.prompts: list[str] = []
-        self.max_context = 2048
-
-    def chat_prompt(self, user_message, system=None):
-        return user_message
-
-    def count_tokens(self, text):
-        return len(text.split())
-
-    def truncate_tokens(self, text, n):
-        return text
-
-    def generate(self, prompts, max_new_tokens=None, seed=0, repetition_penalty=None):
-        self.prompts.extend(prompts)
-        return [Generation(self.answers.pop(0), 10, 5) for _ in prompts]
 
 
 def _ranking():
@@ -119,3 +96,27 @@ def test_real_model_explanations(smollm):
     for r in out:
         g = out.diagnostics["explanations"][r.item_id]["grounded"]
         assert g == (not r.explanation.startswith(UNGROUNDED_MARK))
+
+
+def test_the_request_catalog_travels_with_the_call():
+    other = {k: Item(k, f"Other {v.title}", category=v.category) for k, v in CATALOG.items()}
+    be = ScriptedBackend(["Because of Other Toy Story (1995)."] * 2)
+    ex = Explainer(backend=be, catalog=CATALOG, explain_config=ExplainerConfig(top_k=1, anchor=False))
+    before = vars(ex).copy()
+    out = ex.explain(History("u", ["h1"]), _ranking(), catalog=other)
+    assert "Other Toy Story" in be.prompts[0] and "Other Aladdin" in be.prompts[0]
+    assert out.diagnostics["explanations"]["c1"]["grounded"]  # the titles of the request's catalog
+    assert vars(ex) == before  # nothing about the request stuck to the explainer
+    ex.explain(History("u", ["h1"]), _ranking())
+    assert "Other" not in be.prompts[1] and "Toy Story (1995)" in be.prompts[1]
+
+
+def test_build_prompts_is_what_explain_sends():
+    be = ScriptedBackend(["Toy Story fans like it.", "Toy Story too."])
+    ex = Explainer(backend=be, catalog=CATALOG, explain_config=ExplainerConfig(top_k=2))
+    hist = History("u", ["h1", "h2"], context={"time": "evening"})
+    want = ex.build_prompts(hist, ["c1", "c2"])
+    ex.explain(hist, _ranking())
+    assert be.prompts == want and "time: evening" in want[0]
+    strict = ex.build_prompts(hist, ["c1"], strict=True)
+    assert "Do not name any other product" in strict[0] and strict[0] != want[0]

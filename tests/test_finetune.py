@@ -236,6 +236,7 @@ def test_resume_continues_at_the_saved_step(trained, tmp_path):
 
 
 @needs_smollm
+@pytest.mark.slow
 def test_ctrl_c_leaves_a_usable_checkpoint(tmp_path):
     from reranker.training.lora import read_record
     from reranker.training.trainer import Trainer

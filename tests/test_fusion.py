@@ -337,3 +337,42 @@ def test_fitted_weights_plug_into_the_ranker():
     c = [Candidate(f"x{j}") for j in range(8)]
     r = f.rank(History(), c, precomputed=lists[0])
     assert r.item_ids[0] == f"x{targets[0]}"
+
+
+# ---------------------------------------------------------------- the request's catalog
+class CatalogScorer:
+    """Scores a candidate by the `score` attribute of its item in the catalog of the call."""
+
+    def __init__(self, catalog: dict) -> None:
+        self.catalog = catalog
+
+    def score(self, history, candidates, catalog=None):
+        cat = self.catalog if catalog is None else catalog
+        return np.array([float(cat[c.item_id]["score"]) for c in candidates])
+
+
+def test_fusion_passes_the_request_catalog_to_its_signals_and_stays_unchanged():
+    own = {"a": {"score": 1.0}, "b": {"score": 2.0}}
+    other = {"a": {"score": 5.0}, "b": {"score": 0.0}}
+    inner = ScorerRanker(CatalogScorer(own))
+    fr = FusionRanker({"content": CatalogScorer(own), "llm": RankerScorer(inner, use="score")},
+                      weights={"content": 1.0, "llm": 1.0})
+    cands = [Candidate("a"), Candidate("b")]
+    assert fr.rank(History(), cands).item_ids == ["b", "a"]
+    assert fr.rank(History(), cands, catalog=other).item_ids == ["a", "b"]
+    np.testing.assert_allclose(fr.score(History(), cands, catalog=other), [2.0, -2.0])  # z-scores summed
+    np.testing.assert_allclose(fr.score(History(), cands), [-2.0, 2.0])
+    assert fr.rank(History(), cands).item_ids == ["b", "a"]
+    # precomputed stays the third positional argument
+    assert fr.rank(History(), cands, {"llm": [0.0, 9.0]}, catalog=other).diagnostics["signals"]["llm"] == [0.0, 9.0]
+
+
+def test_fusion_without_a_catalog_calls_two_argument_scorers_as_before():
+    assert make_fusion().rank(History(), [Candidate("i1", 1.0), Candidate("i2", 0.5)]).item_ids
+
+
+def test_old_module_paths_still_export_the_split_names():
+    from reranker.ranking import fusion, fusion_weights
+
+    for name in ("normalize", "fuse", "fit_weights", "simplex_grid", "WeightSearch", "NORMALIZE_METHODS"):
+        assert getattr(fusion, name) is getattr(fusion_weights, name)

@@ -190,7 +190,10 @@ def test_config_errors():
         ItemCF(similarity="pearson", feedback="implicit").fit(table())
     no_ratings = Dataset(pd.DataFrame({"user_id": ["a", "b"], "item_id": ["x", "y"]}))
     with pytest.raises(ConfigError, match="rating column"):
-        ItemCF().fit(no_ratings)
+        ItemCF(feedback="explicit").fit(no_ratings)
+    # the default feedback "auto" is implicit without ratings, explicit with them
+    assert ItemCF().fit(no_ratings).feedback_ == "implicit"
+    assert ItemCF().fit(table()).feedback_ == "explicit"
     assert ItemCF(config=ItemCFConfig(k=3)).config.k == 3
     assert UserCF(config=UserCFConfig(similarity="pearson")).config.similarity == "pearson"
 

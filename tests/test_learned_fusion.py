@@ -93,3 +93,34 @@ def test_errors(tmp_path: Path):
 
     with pytest.raises(ConfigError, match="no learned fusion head"):
         LearnedFusion.load(tmp_path)
+
+
+def test_old_module_path_reexports_the_head():
+    from reranker.ranking import learned, learned_head
+
+    assert learned.LearnedFusion is learned_head.LearnedFusion
+    assert learned.FeatureList is learned_head.FeatureList
+
+
+def test_ranker_passes_the_request_catalog_to_the_feature_scorers():
+    from reranker.ranking.features import FeatureBuilder
+    from reranker.ranking.learned import LearnedFusionRanker
+    from reranker.types import Candidate, History
+
+    class TitleLength:
+        def __init__(self, catalog):
+            self.catalog = catalog
+
+        def score(self, history, candidates, catalog=None):
+            cat = self.catalog if catalog is None else catalog
+            return np.array([float(len(cat[c.item_id])) for c in candidates])
+
+    head = LearnedFusion(LearnedFusionConfig(use_llm_hidden=False, holdout=0.0), ["title"])
+    head.fit([FeatureList(fl.trad[:, :1], fl.labels) for fl in toy_lists()])
+    own, other = {"a": "x", "b": "yyyy"}, {"a": "long title", "b": "z"}
+    ranker = LearnedFusionRanker(FeatureBuilder({"title": TitleLength(own)}), head)
+    cands = [Candidate("a"), Candidate("b")]
+    assert ranker.rank(History(), cands).item_ids == ["b", "a"]
+    assert ranker.rank(History(), cands, catalog=other).item_ids == ["a", "b"]
+    assert ranker.score(History(), cands, catalog=other)[0] > ranker.score(History(), cands, catalog=other)[1]
+    assert ranker.rank(History(), cands).item_ids == ["b", "a"]

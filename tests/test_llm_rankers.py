@@ -12,7 +12,7 @@ from reranker.ranking.base import Ranker, Scorer
 from reranker.ranking.listwise import ListwiseLLMRanker
 from reranker.ranking.pointwise import PointwiseLLMRanker
 from reranker.ranking.verbalizer import VerbalizerLLMRanker
-from reranker.types import Candidate, History
+from reranker.types import Candidate, History, Item
 
 # bf16 CPU kernels give slightly different roundings for different batch shapes
 BF16_ATOL = 0.2
@@ -78,12 +78,20 @@ class TestPointwiseScorer(ScorerSuite):
     atol = BF16_ATOL
 
     @pytest.fixture
+    def catalog(self, tiny_catalog):
+        return tiny_catalog
+
+    @pytest.fixture
     def scorer(self, smollm, tiny_catalog):
         return PointwiseLLMRanker(backend=smollm, catalog=tiny_catalog)
 
 
 class TestPointwiseRanker(RankerSuite):
     atol = BF16_ATOL
+
+    @pytest.fixture
+    def catalog(self, tiny_catalog):
+        return tiny_catalog
 
     @pytest.fixture
     def ranker(self, smollm, tiny_catalog):
@@ -94,12 +102,20 @@ class TestListwiseRanker(RankerSuite):
     atol = 1e-9
 
     @pytest.fixture
+    def catalog(self, tiny_catalog):
+        return tiny_catalog
+
+    @pytest.fixture
     def ranker(self, smollm, tiny_catalog):
         return ListwiseLLMRanker(backend=smollm, catalog=tiny_catalog, max_new_tokens=16)
 
 
 class TestVerbalizerRanker(RankerSuite):
     atol = BF16_ATOL
+
+    @pytest.fixture
+    def catalog(self, tiny_catalog):
+        return tiny_catalog
 
     @pytest.fixture
     def ranker(self, smollm, tiny_catalog):
@@ -181,3 +197,66 @@ def test_listwise_rank_many_matches_rank_one_by_one(smollm, tiny_catalog, hist, 
             RankerSuite.assert_complete(b, c)
     assert batched[2].diagnostics["calls"] == 2  # windows [3:8] then [0:5] (step 3)
     assert r.users_per_batch == smollm.config.batch_size
+
+
+# ---------------------------------------------------------------------------- per-request catalogs
+def _renamed(catalog):
+    return {k: Item(k, f"Renamed {v.title}", v.text, v.category, dict(v.attrs)) for k, v in catalog.items()}
+
+
+def test_catalog_travels_with_the_call_and_nothing_sticks(smollm, tiny_catalog, hist, cands):
+    built = PointwiseLLMRanker(backend=smollm, catalog=tiny_catalog)
+    bare = PointwiseLLMRanker(backend=smollm)  # no catalog of its own
+    assert not hasattr(bare, "with_catalog")
+    before = {k: v for k, v in vars(bare).items() if k != "_truncate"}
+    np.testing.assert_array_equal(bare.score(hist, cands, catalog=tiny_catalog), built.score(hist, cands))
+    assert {k: v for k, v in vars(bare).items() if k != "_truncate"} == before
+    with pytest.raises(DataError, match="no catalog"):
+        bare.score(hist, cands)
+    other = _renamed(tiny_catalog)
+    prompts, _ = built.build_prompts(hist, cands, catalog=other)
+    assert all("Renamed Trail Running Shoes" in p for p in prompts)
+    assert "Renamed Running Socks" in prompts[0]
+    assert all("Renamed" not in p for p in built.build_prompts(hist, cands)[0])
+
+
+def test_listwise_build_prompts_is_what_rank_sends(smollm, tiny_catalog, hist, cands):
+    r = ListwiseLLMRanker(backend=smollm, catalog=tiny_catalog, permutations=2, seed=4, max_new_tokens=12)
+    built = r.build_prompts(hist, cands)
+    assert len(built.prompts) == 2 and built.orders[0] == (0, 1, 2, 3, 4)
+    assert built.labels == ("1", "2", "3", "4", "5") and built.history_used == (3, 3)
+    shown_first = built.orders[1][0]
+    assert built.label_of(1, shown_first) == "1"
+    assert f"[1] {tiny_catalog[cands[shown_first].item_id].title}" in built.prompts[1]
+    strict = r.build_prompts(hist, cands, strict=True, orders=[range(5)])
+    assert "ONLY the numbers 1 to 5" in strict.prompts[0] and strict.prompts[0] != built.prompts[0]
+    other = r.build_prompts(hist, cands, catalog=_renamed(tiny_catalog))
+    assert "[1] Renamed Running Socks" in other.prompts[0]
+    sent = []
+
+    class Spy:
+        def __init__(self, be):
+            self.be = be
+
+        def __getattr__(self, name):
+            return getattr(self.be, name)
+
+        def generate(self, prompts, *a, **k):
+            sent.extend(prompts)
+            return self.be.generate(prompts, *a, **k)
+
+    spy = ListwiseLLMRanker(backend=Spy(smollm), catalog=tiny_catalog, permutations=2, seed=4, max_new_tokens=12)
+    spy.rank(hist, cands)
+    assert sent[:2] == list(built.prompts)
+
+
+def test_verbalizer_build_prompts_letters_and_orders(smollm, tiny_catalog, hist, cands):
+    r = VerbalizerLLMRanker(backend=smollm, catalog=tiny_catalog, permutations=3, seed=1)
+    built = r.build_prompts(hist, cands)
+    assert len(built.prompts) == 3 and built.labels == ("A", "B", "C", "D", "E")
+    assert built.orders[0] == (0, 1, 2, 3, 4) and all(sorted(o) == [0, 1, 2, 3, 4] for o in built.orders)
+    assert "A. Running Socks" in built.prompts[0]
+    k, i = 2, 4
+    assert f"{built.label_of(k, i)}. {tiny_catalog[cands[i].item_id].title}" in built.prompts[k]
+    with pytest.raises(ValueError, match="26"):
+        r.build_prompts(hist, [Candidate(f"x{j}") for j in range(27)], catalog={f"x{j}": {"title": "t"} for j in range(27)})

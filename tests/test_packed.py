@@ -30,9 +30,9 @@ def _prompts(b, n: int, long: bool = False):
 
 @pytest.mark.parametrize("pack_tokens", [1024, 40])
 def test_packed_equals_naive_and_cache_paths_fp32(monkeypatch, pack_tokens):
-    from reranker.llm import hf
+    from reranker.llm import hf, hf_scoring
 
-    monkeypatch.setattr(hf, "_PACK_TOKENS", pack_tokens)  # 40: several packed chunks
+    monkeypatch.setattr(hf_scoring, "_PACK_TOKENS", pack_tokens)  # 40: several packed chunks
     packed = hf.load_backend(LLMConfig(**FP32))
     cache = hf.load_backend(LLMConfig(**FP32, scoring="cache"))
     assert packed._packed and not cache._packed

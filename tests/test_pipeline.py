@@ -43,12 +43,38 @@ def test_missing_model_is_named(world):
         Pipeline(cfg).fit(world.dataset)
 
 
-def test_bad_retriever_combinations(world):
-    cfg = cf_only()
-    cfg.retriever.type = "usercf"
-    cfg.retriever.similarity = "adjusted_cosine"
-    with pytest.raises(ConfigError, match="adjusted_cosine is for item-based"):
-        Pipeline(cfg).fit(world.dataset)
+def test_bad_retriever_combinations():
+    with pytest.raises(ConfigError, match=r"retriever\.similarity: Input should be 'cosine' or 'pearson'"):
+        PipelineConfig.from_dict({"retriever": {"type": "usercf", "similarity": "adjusted_cosine"}})
+    with pytest.raises(ConfigError, match=r"retriever\.mu: unknown key"):
+        PipelineConfig.from_dict({"retriever": {"type": "itemcf", "mu": 0.3}})
+    with pytest.raises(ConfigError, match=r"retriever\.type"):
+        PipelineConfig.from_dict({"retriever": {"type": "nope"}})
+
+
+def test_old_pipeline_files_keep_loading():
+    """The section form written before the registry (a saved pipeline's config.yaml)."""
+    old = {"retriever": {"type": "popular", "k": 50, "similarity": "cosine", "feedback": "implicit",
+                         "shrinkage": 0.0, "min_support": 1, "mu": None},
+           "ranking": {"llm": {"enabled": True, "model": "smollm2-135m", "mode": "listwise", "dtype": "auto",
+                               "threads": None, "batch_size": 16, "max_context": 2048, "item_text_tokens": 48,
+                               "max_attrs": 3, "prompt_dir": None},
+                       "bert": {"enabled": False, "model": "minilm", "half_life": 5.0, "max_chars": 400,
+                                "batch_size": 64}}}
+    cfg = PipelineConfig.from_dict(old)
+    assert cfg.retriever.type == "popular" and cfg.ranking.bert is None
+    assert cfg.ranking.llm.type == "llm-listwise" and cfg.ranking.llm.max_context == 2048
+    assert PipelineConfig.from_dict({"ranking": {"llm": {"enabled": False}}}).ranking.llm is None
+
+
+def test_every_component_field_is_settable():
+    """Fields the old hand-copied sections lacked, now reachable from a pipeline YAML."""
+    cfg = PipelineConfig.from_dict({
+        "retriever": {"type": "itemcf", "cosine_norm": "co_rated", "with_means": True, "max_neighbors": 7},
+        "ranking": {"llm": {"type": "llm-pointwise", "scoring": "cache", "temperature": 0.5,
+                            "max_new_tokens": 12, "system_prompt": "hi"}}})
+    assert cfg.retriever.max_neighbors == 7 and cfg.ranking.llm.system_prompt == "hi"
+    assert PipelineConfig.from_dict(cfg.model_dump(mode="json")) == cfg
 
 
 def test_unfitted_pipeline_refuses():

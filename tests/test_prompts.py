@@ -92,3 +92,71 @@ def test_broken_user_template_fails_at_load(tmp_path):
     lib = PromptLibrary(tmp_path)
     with pytest.raises(PromptError, match="'score_pointwise'.*'histroy'"):
         lib.check()
+
+
+# ---------------------------------------------------------------- partials
+def test_builtin_templates_share_the_context_and_history_partials():
+    lib = PromptLibrary()
+    for name in TEMPLATE_NAMES:
+        assert '{% include "_context.j2" %}' in lib.path_of(name).read_text()
+    for name in ("rank_listwise", "rank_verbalizer", "score_pointwise"):
+        assert '{% include "_history.j2" %}' in lib.path_of(name).read_text()
+    text = lib.render("rank_verbalizer", history=[dict(ITEM, rating="4")], candidates=[ITEM],
+                      context={"device": "tv"})
+    assert "Context:\n- device: tv\n\nThe user chose these items, oldest first:\n- Heat (Action, 1995), rated 4\n\n" in text
+    empty = lib.render("rank_verbalizer", history=[], candidates=[ITEM], context={})
+    assert "Context" not in empty and "- (nothing yet)\n" in empty
+
+
+def test_partials_are_not_templates_on_their_own():
+    with pytest.raises(PromptError, match="partial"):
+        PromptLibrary().get("_context")
+
+
+def _partial_lib(tmp_path, partial: str, template: str) -> PromptLibrary:
+    (tmp_path / "_mine.j2").write_text(partial)
+    (tmp_path / "mine.j2").write_text(template)
+    return PromptLibrary(tmp_path)
+
+
+def test_variable_used_only_in_a_partial_counts_as_used(tmp_path):
+    lib = _partial_lib(tmp_path, "{{ history|length }} items", '{# requires: history, x #}{{ x }}: {% include "_mine.j2" %}')
+    assert lib.get("mine").variables == {"history", "x"}
+    assert lib.render("mine", history=[1, 2], x="n") == "n: 2 items"
+
+
+def test_typo_in_a_partial_fails_at_load(tmp_path):
+    lib = _partial_lib(tmp_path, "{{ histroy }}", '{# requires: history #}{{ history }}{% include "_mine.j2" %}')
+    with pytest.raises(PromptError, match=r"'mine'.*undeclared variable 'histroy' in partial '_mine.j2'"):
+        lib.get("mine")
+
+
+def test_partials_nest_and_missing_or_dynamic_includes_fail_at_load(tmp_path):
+    (tmp_path / "_inner.j2").write_text("{{ deep }}")
+    lib = _partial_lib(tmp_path, '{% include "_inner.j2" %}', '{# requires: deep #}{% include "_mine.j2" %}')
+    assert lib.render("mine", deep="ok") == "ok"
+    (tmp_path / "gone.j2").write_text('{# requires: a #}{{ a }}{% include "_nope.j2" %}')
+    with pytest.raises(PromptError, match="'_nope.j2' not found"):
+        lib.get("gone")
+    (tmp_path / "dyn.j2").write_text("{# requires: a #}{% include a %}")
+    with pytest.raises(PromptError, match="constant name"):
+        lib.get("dyn")
+    (tmp_path / "_bad.j2").write_text("{% if %}")
+    (tmp_path / "bad.j2").write_text('{# requires: a #}{{ a }}{% include "_bad.j2" %}')
+    with pytest.raises(PromptError, match="'_bad.j2'.*syntax error"):
+        lib.get("bad")
+
+
+def test_user_partial_overrides_the_builtin_one(tmp_path):
+    (tmp_path / "_context.j2").write_text("CTX {{ context|length }}\n")
+    text = PromptLibrary(tmp_path).render("score_pointwise", history=[], candidate=ITEM, context={"a": 1})
+    assert "CTX 1" in text and "Context:" not in text
+
+
+def test_templates_render_in_a_sandbox():
+    tpl = PromptTemplate("t", "{# requires: items #}{{ items.append(1) }}")
+    with pytest.raises(PromptError, match="'t'"):
+        tpl.render(items=[])
+    tpl = PromptTemplate("t", "{# requires: x #}{{ x.__class__.__mro__ }}")
+    with pytest.raises(PromptError, match="'t'"):
+        tpl.render(x="")

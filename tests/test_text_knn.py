@@ -8,7 +8,8 @@ import pytest
 from retrieval_suite import N_ITEMS, RetrieverSuite, suite_dataset
 
 from reranker.errors import ConfigError, DataError
-from reranker.retrieval import ItemCF, UserCF, make_retriever
+from reranker.registry import RETRIEVERS, BuildContext
+from reranker.retrieval import ItemCF, UserCF
 from reranker.retrieval.text_knn import TItemCF, TItemCFConfig, TUserCF, align_embeddings
 from reranker.types import History
 
@@ -225,11 +226,12 @@ def test_bad_embeddings_and_config():
     assert TItemCF(TItemCFConfig(mu=0.25), item_embeddings=embeddings()).mu == 0.25
 
 
-def test_factory_builds_text_models():
+def test_registry_builds_text_models():
     data, emb = suite_dataset(), embeddings()
-    m = make_retriever("t-itemcf", k=5, mu=0.3, item_embeddings=emb).fit(data)
+    ctx = BuildContext(fit_data=data, item_embeddings=emb)
+    m = RETRIEVERS.build({"type": "t-itemcf", "k": 5, "mu": 0.3}, ctx)
     assert isinstance(m, TItemCF) and m.config.mu == 0.3
-    u = make_retriever("t-usercf", k=5, mu=0.3, item_embeddings=emb).fit(data)
+    u = RETRIEVERS.build({"type": "t-usercf", "k": 5, "mu": 0.3}, ctx)
     assert isinstance(u, TUserCF)
     assert u.retrieve(History(user_id="u1"), n=3)
 

@@ -14,12 +14,14 @@ the first bad value.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
 
+from ..errors import UnknownIdError
 from ..types import History, Item
+from .ordering import TieOrder, TieRule, chronological
 from .validate import (
     INTERACTION_COLUMNS,
     ITEM_COLUMNS,
@@ -32,6 +34,9 @@ from .validate import (
     validate_items,
 )
 
+if TYPE_CHECKING:
+    from pandas.api.extensions import ExtensionArray
+
 # re-exported: these lived here before validation moved to validate.py
 __all__ = [
     "Dataset", "LoadReport", "OnUnknownItem", "Source", "INTERACTION_COLUMNS", "ITEM_COLUMNS",
@@ -43,6 +48,14 @@ class Dataset:
     """Interactions plus an item catalog, validated on construction.
 
     Build one with a loader (``reranker.data.load``) or directly from two frames.
+
+    ``tie_order`` (a :class:`~.ordering.TieOrder`; default seeded random ties, seed 0) is a
+    property of the dataset: how a user's interactions in the same second are ordered. Every
+    ordering in time reads it (``sorted_interactions``, ``history``, ``histories``, the
+    leave-one-out split and its stage histories, models fitted on the data), and derived
+    datasets (``with_interactions``, split parts) inherit it, so callers set it once with
+    ``with_tie_order`` right after loading (the evaluation harness does so from
+    ``protocol.ties`` / ``protocol.tie_seed``, ``reranker finetune`` from its config).
     """
 
     def __init__(
@@ -56,12 +69,14 @@ class Dataset:
         items_source: Source | None = None,
         report: LoadReport | None = None,
         validate: bool = True,
+        tie_order: TieOrder | None = None,
     ) -> None:
         self.name = name
+        self.tie_order: TieOrder = tie_order or TieOrder()
         self.report = report or LoadReport()
         if validate:
             if items is None:
-                ids = pd.unique(_clean_ids(interactions["item_id"], interactions_source or Source(first_line=None), "item_id", "interactions")) if "item_id" in interactions.columns else []
+                ids: np.ndarray | ExtensionArray | list[str] = pd.unique(_clean_ids(interactions["item_id"], interactions_source or Source(first_line=None), "item_id", "interactions")) if "item_id" in interactions.columns else []
                 items = pd.DataFrame({"item_id": ids})
             self.items = validate_items(items, items_source)
             self.interactions = validate_interactions(
@@ -87,8 +102,8 @@ class Dataset:
         return "timestamp" in self.interactions.columns
 
     @property
-    def user_ids(self) -> np.ndarray:
-        """Distinct user ids in first-seen order."""
+    def user_ids(self) -> np.ndarray | ExtensionArray:
+        """Distinct user ids in first-seen order (a pandas string array for a `str` column)."""
         return pd.unique(self.interactions["user_id"])
 
     @property
@@ -162,20 +177,25 @@ class Dataset:
         return str(item_id) in self.item_index
 
     def item(self, item_id: str) -> Item:
-        """The catalog entry as an `Item` (KeyError naming the id if unknown)."""
+        """The catalog entry as an `Item` (`UnknownIdError`, a DataError and a KeyError, naming
+        the id if unknown)."""
         try:
-            pos = self.item_index.get_loc(str(item_id))
+            pos = cast(int, self.item_index.get_loc(str(item_id)))  # ids are unique
         except KeyError:
-            raise KeyError(f"unknown item id {item_id!r}") from None
+            raise UnknownIdError(f"unknown item id {item_id!r}", column="item_id") from None
         return self._row_to_item(self.items.iloc[int(pos)])
 
     def catalog(self) -> dict[str, Item]:
         """All items as a dict id -> Item."""
-        return {row.item_id: self._row_to_item(row) for row in self.items.itertuples(index=False)}
+        return {
+            cast(str, row.item_id): self._row_to_item(row)
+            for row in self.items.itertuples(index=False)
+        }
 
     @staticmethod
     def _row_to_item(row: Any) -> Item:
-        d = row._asdict() if hasattr(row, "_asdict") else row.to_dict()
+        # a row of `items.iloc` (a Series) or of `items.itertuples` (a namedtuple)
+        d = cast(dict[str, Any], row.to_dict()) if isinstance(row, pd.Series) else row._asdict()
         attrs = {
             k: v
             for k, v in d.items()
@@ -190,21 +210,26 @@ class Dataset:
         )
 
     # ------------------------------------------------------------------ user access
+    def with_tie_order(self, ties: TieRule = "random", seed: int = 0) -> Dataset:
+        """The same data with another rule for ties in time (``"random"`` with ``seed``, or
+        ``"item_id"``); shares the frames, copies nothing."""
+        order = TieOrder(ties, seed)
+        if order == self.tie_order:
+            return self
+        return Dataset(
+            self.interactions, self.items, name=self.name, report=self.report, validate=False, tie_order=order
+        )
+
     def sorted_interactions(self) -> pd.DataFrame:
-        """Interactions sorted by user, then time (ties broken by item id), stable."""
-        keys = ["user_id"] + (["timestamp"] if self.has_timestamps else []) + ["item_id"]
-        if not self.has_timestamps:
-            # no clock: keep the file order within a user
-            df = self.interactions.assign(_pos=np.arange(len(self.interactions)))
-            return df.sort_values(["user_id", "_pos"], kind="stable").drop(columns="_pos")
-        return self.interactions.sort_values(keys, kind="stable")
+        """Interactions sorted by user, then time, ties broken by ``tie_order`` (without
+        timestamps: file order within a user); stable. See :mod:`.ordering`."""
+        return chronological(self.interactions, self.tie_order)
 
     def history(self, user_id: str, cap: int | None = None, context: Mapping[str, Any] | None = None) -> History:
-        """The user's history, oldest first (an unknown user gets an empty history)."""
+        """The user's history, oldest first, in the order of ``sorted_interactions`` (an
+        unknown user gets an empty history)."""
         rows = self.interactions[self.interactions["user_id"] == str(user_id)]
-        if self.has_timestamps:
-            rows = rows.sort_values(["timestamp", "item_id"], kind="stable")
-        return _history_from_rows(str(user_id), rows, cap, context)
+        return _history_from_rows(str(user_id), chronological(rows, self.tie_order), cap, context)
 
     def histories(self, cap: int | None = None) -> dict[str, History]:
         """Every user's history, oldest first."""
@@ -225,6 +250,7 @@ class Dataset:
             name=name or self.name,
             report=self.report,
             validate=False,
+            tie_order=self.tie_order,
         )
 
     def fingerprint(self) -> str:

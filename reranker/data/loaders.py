@@ -29,6 +29,7 @@ from .readers import (
     _read_jsonl,
     _read_table,
     _rename,
+    reading,
 )
 
 log = logging.getLogger(__name__)
@@ -61,15 +62,16 @@ def load(
     p = Path(path)
     if not p.exists():
         raise DataError("no such file or folder", path=str(p))
-    if format in ("csv", "parquet", "jsonl"):
-        return load_table(p, format, items=items, columns=columns, item_columns=item_columns,
-                          on_unknown_item=on_unknown_item, name=name)
-    if format == "movielens":
-        return load_movielens(p, on_unknown_item=on_unknown_item, name=name)
-    if format == "recbole":
-        return load_recbole(p, on_unknown_item=on_unknown_item, name=name)
-    if format == "amazon2023":
-        return load_amazon2023(p, meta=items, on_unknown_item=on_unknown_item, name=name)
+    with reading(p):  # OS / decoding errors the readers did not locate: name the file
+        if format in ("csv", "parquet", "jsonl"):
+            return load_table(p, format, items=items, columns=columns, item_columns=item_columns,
+                              on_unknown_item=on_unknown_item, name=name)
+        if format == "movielens":
+            return load_movielens(p, on_unknown_item=on_unknown_item, name=name)
+        if format == "recbole":
+            return load_recbole(p, on_unknown_item=on_unknown_item, name=name)
+        if format == "amazon2023":
+            return load_amazon2023(p, meta=items, on_unknown_item=on_unknown_item, name=name)
     raise DataError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}", path=str(p))
 
 

@@ -5,10 +5,12 @@ Bad input raises `DataError` naming the file, the line (or row) and the column.
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -20,6 +22,54 @@ _GENERIC_EXT = {"csv": (".csv", ".tsv"), "parquet": (".parquet", ".pq"), "jsonl"
 _TITLE_ALIASES = ("title", "movie_title", "name", "item_name", "product_title")
 _CATEGORY_ALIASES = ("category", "class", "genre", "genres", "categories", "main_category")
 _TEXT_ALIASES = ("text", "description", "desc", "summary")
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _first_non_utf8_line(path: Path) -> int | None:
+    """1-based number of the first line of `path` that is not valid UTF-8 (None if unknown)."""
+    import gzip
+
+    try:
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+            for lineno, raw in enumerate(f, start=1):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    return lineno
+    except OSError:
+        return None
+    return None
+
+
+@contextmanager
+def reading(path: str | Path) -> Iterator[None]:
+    """Turn the OS and decoding errors of reading a user's file into a DataError naming it
+    (and, for text that is not UTF-8, the first bad line)."""
+    p = Path(path)
+    try:
+        yield
+    except UnicodeDecodeError as e:
+        bad = e.object[e.start] if isinstance(e.object, bytes) and e.start < len(e.object) else None
+        byte = f" (byte 0x{bad:02x})" if bad is not None else ""
+        raise DataError(
+            f"not valid UTF-8 text{byte}; save the file as UTF-8",
+            path=str(p),
+            line=_first_non_utf8_line(p) if p.is_file() else None,
+        ) from None
+    except OSError as e:  # FileNotFoundError, IsADirectoryError, PermissionError, ...
+        raise DataError(f"cannot read: {e.strerror or e}", path=str(e.filename or p)) from None
+
+
+def _reads(fn: Callable[Concatenate[Path, _P], _R]) -> Callable[Concatenate[Path, _P], _R]:
+    """Run a reader of the file `path` (its first argument) under `reading(path)`."""
+
+    @functools.wraps(fn)
+    def wrapper(path: Path, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with reading(path):
+            return fn(path, *args, **kwargs)
+
+    return wrapper
 
 
 def _find(folder: Path, stem: str, fmt: str) -> Path | None:
@@ -30,6 +80,7 @@ def _find(folder: Path, stem: str, fmt: str) -> Path | None:
     return None
 
 
+@_reads
 def _read_table(path: Path, fmt: str) -> tuple[pd.DataFrame, Source]:
     if path.stat().st_size == 0:
         raise DataError("file is empty", path=str(path))
@@ -65,13 +116,14 @@ def _restore_numbers(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+@_reads
 def _read_jsonl(path: Path) -> tuple[pd.DataFrame, Source]:
     import gzip
 
     opener = gzip.open if path.suffix == ".gz" else open
     records: list[dict[str, Any]] = []
     lines: list[int] = []
-    with opener(path, "rt", encoding="utf-8") as f:  # type: ignore[operator]
+    with opener(path, "rt", encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue
@@ -112,6 +164,7 @@ def _alias(df: pd.DataFrame, target: str, aliases: tuple[str, ...]) -> pd.DataFr
     return df
 
 
+@_reads
 def _read_atomic(path: Path) -> tuple[pd.DataFrame, dict[str, str]]:
     if path.stat().st_size == 0:
         raise DataError("file is empty", path=str(path))

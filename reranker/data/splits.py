@@ -1,7 +1,10 @@
 """Train / validation / test splits.
 
 - `leave_one_out`: chronological leave-one-out (per user: last interaction = test, second-last =
-  validation, the rest = train; ties in time broken by item id). Users with fewer than
+  validation, the rest = train). The order in time is the dataset's (`Dataset.sorted_interactions`,
+  :mod:`.ordering`): ties in time are broken by ``data.tie_order`` (a seeded random permutation
+  by default, or item id), and the split's datasets inherit that order, so the histories of each
+  stage and the sequences models fit on agree with the targets. Users with fewer than
   `min_interactions` (default 3) interactions are not evaluated: they are counted in
   `excluded_users` and, by default, their interactions stay in train (they still inform CF).
 - `random_split`: seeded random ratio split of interactions (rating prediction).
@@ -17,6 +20,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from ..errors import ConfigError
 from ..types import History
 from .dataset import Dataset, _history_from_rows
 
@@ -71,19 +75,16 @@ class LeaveOneOutSplit:
         }
 
 
-def _chronological(df: pd.DataFrame) -> pd.DataFrame:
-    if "timestamp" in df.columns:
-        return df.sort_values(["user_id", "timestamp", "item_id"], kind="stable")
-    return df.assign(_pos=np.arange(len(df))).sort_values(["user_id", "_pos"], kind="stable").drop(columns="_pos")
-
-
 def leave_one_out(
     data: Dataset, min_interactions: int = 3, keep_excluded_in_train: bool = True
 ) -> LeaveOneOutSplit:
-    """Chronological leave-one-out split (see module docstring)."""
+    """Chronological leave-one-out split (see module docstring); ties in time follow
+    ``data.tie_order`` (set it with ``data.with_tie_order(ties, seed)``)."""
     if min_interactions < 3:
-        raise ValueError("min_interactions must be >= 3 (one train, one validation, one test item)")
-    df = _chronological(data.interactions)
+        raise ConfigError(
+            f"min_interactions: must be >= 3 (one train, one validation, one test item), got {min_interactions}"
+        )
+    df = data.sorted_interactions()
     counts = df.groupby("user_id", sort=False)["item_id"].transform("size").to_numpy()
     # position from the end within each user: 0 = last
     from_end = df.groupby("user_id", sort=False).cumcount(ascending=False).to_numpy()
@@ -109,7 +110,7 @@ def leave_one_out(
 def random_split(data: Dataset, test_ratio: float = 0.2, seed: int = 0) -> tuple[Dataset, pd.DataFrame]:
     """Seeded random split of the interactions: (train dataset, test interactions)."""
     if not 0.0 < test_ratio < 1.0:
-        raise ValueError(f"test_ratio must be in (0, 1), got {test_ratio}")
+        raise ConfigError(f"test_ratio: must be in (0, 1), got {test_ratio}")
     n = data.n_interactions
     rng = np.random.default_rng(seed)
     perm = rng.permutation(n)

@@ -54,6 +54,7 @@ import pandas as pd
 from pydantic import Field, model_validator
 
 from ..config import BaseConfig
+from ..errors import UnknownIdError
 from .dataset import Dataset
 from .simulate import ClickModel
 from .synthetic_text import N_CATEGORIES, PRICE_BANDS, categories, make_catalog, make_reviews
@@ -190,7 +191,7 @@ class World(ClickModel):
     def _user_pos(self, user_id: str) -> int:
         pos = self._user_pos_of.get(str(user_id))
         if pos is None:
-            raise KeyError(f"unknown user id {user_id!r}")
+            raise UnknownIdError(f"unknown user id {user_id!r}", column="user_id")
         return pos
 
     def _item_pos(self, item_ids: Sequence[str]) -> np.ndarray:
@@ -199,7 +200,7 @@ class World(ClickModel):
         out = np.fromiter(pos, dtype=np.int64, count=len(pos))
         if (out < 0).any():
             bad = list(item_ids)[int(np.flatnonzero(out < 0)[0])]
-            raise KeyError(f"unknown item id {bad!r}")
+            raise UnknownIdError(f"unknown item id {bad!r}", column="item_id")
         return out
 
     # ------------------------------------------------------------------ ground truth

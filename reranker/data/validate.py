@@ -13,7 +13,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 
 # the name these messages had before validation moved out of dataset.py (CLI logs show it)
 log = logging.getLogger(f"{__package__}.dataset")
@@ -204,7 +204,7 @@ def validate_interactions(
                     "item_id",
                 )
             if on_unknown_item != "drop":
-                raise ValueError(f"on_unknown_item must be 'error' or 'drop', got {on_unknown_item!r}")
+                raise ConfigError(f"on_unknown_item: must be 'error' or 'drop', got {on_unknown_item!r}")
             log.warning(
                 "%s: dropped %d interaction(s) whose item has no catalog row",
                 src.path or "interactions",

@@ -15,58 +15,53 @@ CF model's own score of each candidate), ``bert`` (BertScorer), ``llm-pointwise`
 from __future__ import annotations
 
 import logging
-import zlib
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from ..config import BaseConfig
+from ..config import BaseConfig, nested_config_error
 from ..errors import ConfigError
+from ..ranking.baselines import RandomRanker, RankerAsScorer, RetrieverScorer
+from ..registry import LLM_RANKER_TYPES, RANKERS, RETRIEVERS, BuildContext
 
 if TYPE_CHECKING:
     from ..data.dataset import Dataset
-    from ..types import Candidate, History, Ranking
 
 log = logging.getLogger(__name__)
 
-BUILTIN_RANKER_TYPES: tuple[str, ...] = (
-    "identity",
-    "random",
-    "pop",
-    "itemcf",
-    "usercf",
-    "bert",
-    "llm-pointwise",
-    "llm-listwise",
-    "llm-verbalizer",
-    "fusion",
-    "learned-fusion",
-)
-_CUSTOM_RANKERS: dict[str, Callable[[RankerSpec, BuildContext], Any]] = {}
+class CustomParams(BaseConfig):
+    """The parameters of a ranker type registered with `register_ranker_type`: free-form (its
+    builder validates them)."""
+
+    model_config = ConfigDict(extra="allow")
 
 
 def register_ranker_type(name: str, builder: Callable[[RankerSpec, BuildContext], Any]) -> None:
     """Make ``type: name`` usable in experiment configs; ``builder(spec, ctx)`` returns a Ranker
-    (or a Scorer, which is wrapped in ScorerRanker). Built-in types cannot be replaced."""
-    if name in BUILTIN_RANKER_TYPES:
-        raise ConfigError(f"ranker type {name!r} is built in and cannot be re-registered")
-    _CUSTOM_RANKERS[name] = builder
+    (or a Scorer, which is wrapped in ScorerRanker). Built-in types cannot be replaced.
+    (Components with a typed config register with `reranker.registry.RANKERS.register`.)"""
+
+    def build(config: Any, ctx: BuildContext) -> Any:
+        params = {k: v for k, v in config.model_dump().items() if k != "type"}
+        return builder(RankerSpec(name=ctx.name or name, type=name, params=params), ctx)
+
+    RANKERS.register(name, CustomParams, build, replace=True, summary="user-registered ranker")
 
 
 def unregister_ranker_type(name: str) -> None:
-    _CUSTOM_RANKERS.pop(name, None)
+    RANKERS.unregister(name)
 
 
 def ranker_types() -> list[str]:
     """Every ranker type a config may name (built-in and registered)."""
-    return [*BUILTIN_RANKER_TYPES, *_CUSTOM_RANKERS]
-RetrieverType = Literal["pop", "itemcf", "usercf"]
-TRADITIONAL_TYPES = frozenset({"identity", "random", "pop", "itemcf", "usercf"})
-LLM_TYPES = frozenset({"llm-pointwise", "llm-listwise", "llm-verbalizer"})
+    return RANKERS.names(with_aliases=True)
+
+
+TRADITIONAL_TYPES = frozenset({"identity", "random", "pop", "popular", "itemcf", "usercf"})
+LLM_TYPES = frozenset(LLM_RANKER_TYPES)
 DATA_FORMATS = ("csv", "parquet", "jsonl", "movielens", "recbole", "amazon2023")
 
 __all__ = [
@@ -87,6 +82,7 @@ __all__ = [
     "BuildContext",
     "RetrieverScorer",
     "RandomRanker",
+    "RankerAsScorer",
 ]
 
 
@@ -161,6 +157,14 @@ class ProtocolSpec(BaseConfig):
     (e.g. a fine-tuned model against its zero-shot base)."""
     position_bias: PositionBiasSpec = Field(default_factory=PositionBiasSpec)
     rating: RatingSpec = Field(default_factory=RatingSpec)
+    ties: Literal["random", "item_id"] = "random"
+    """How a user's interactions in the same second are ordered (the split's targets, every
+    history, the sequences models fit on): ``random``, a seeded random permutation keyed by
+    (tie_seed, user, item); ``item_id``, by item id (the rule before issue 17; it makes the test
+    item the highest id of the user's last second). The runner applies it with
+    ``Dataset.with_tie_order``; see ``reranker.data.ordering``."""
+    tie_seed: int = Field(0, ge=0)
+    """The seed of ``ties: random`` (ignored for ``item_id``)."""
 
     @field_validator("seeds")
     @classmethod
@@ -171,10 +175,24 @@ class ProtocolSpec(BaseConfig):
 
 
 class RetrieverSpec(BaseConfig):
-    """The stage-1 retriever of regime A."""
+    """The stage-1 retriever of regime A: a registered retriever type (`reranker components`)
+    and its config fields as ``params``, validated with their path (``retriever.params.k``)."""
 
-    type: RetrieverType = "itemcf"
+    type: str = "itemcf"
     params: dict[str, Any] = Field(default_factory=dict)
+    @model_validator(mode="after")
+    def _validate_params(self) -> RetrieverSpec:
+        try:
+            RETRIEVERS.config_for(self.type, self.params, where="params")
+        except ConfigError as e:
+            raise nested_config_error(e) from None
+        return self
+
+    @property
+    def config(self) -> BaseConfig:
+        """The typed config of this retriever (``params`` validated now, so a `model_copy` with
+        other params gets their config)."""
+        return RETRIEVERS.config_for(self.type, self.params, where="params")
 
 
 class RankerSpec(BaseConfig):
@@ -187,14 +205,30 @@ class RankerSpec(BaseConfig):
     name: str = Field(min_length=1)
     type: str
     params: dict[str, Any] = Field(default_factory=dict)
+    """The component's config fields (`reranker components` lists them), validated with their
+    path (``rankers.3.params.k``). The cache fingerprint hashes them as written."""
     users: int | None = Field(None, ge=1)
 
     @field_validator("type")
     @classmethod
     def _known_type(cls, v: str) -> str:
-        if v not in ranker_types():
+        if v not in RANKERS:
             raise ValueError(f"unknown ranker type {v!r}; choose from {', '.join(ranker_types())}")
         return v
+
+    @model_validator(mode="after")
+    def _validate_params(self) -> RankerSpec:
+        try:
+            RANKERS.config_for(self.type, self.params, where="params")
+        except ConfigError as e:
+            raise nested_config_error(e) from None
+        return self
+
+    @property
+    def config(self) -> BaseConfig:
+        """The typed config of this row's component (``params`` validated now, so a
+        `model_copy` with other params gets their config)."""
+        return RANKERS.config_for(self.type, self.params, where="params")
 
 
 class ExperimentConfig(BaseConfig):
@@ -279,280 +313,26 @@ def _repo_root(start: Path) -> Path:
 
 
 # ============================================================================ factory
-@dataclass
-class BuildContext:
-    """What the factory needs: the data to fit on, the full catalog, the cache, the seed."""
-
-    fit_data: Dataset
-    catalog: Dataset
-    cache: Any = None
-    seed: int = 0
-    split: Any = None
-    """The leave-one-out split (learned fusion fits its head on the validation stage)."""
-    built: dict[str, Any] = field(default_factory=dict)
-    _retrievers: dict[str, Any] = field(default_factory=dict)
-
-    def retriever(self, rtype: str, params: Mapping[str, Any]) -> Any:
-        """A fitted retriever, shared between rankers that ask for the same one."""
-        key = f"{rtype}:{sorted(params.items())!r}"
-        if key not in self._retrievers:
-            self._retrievers[key] = build_retriever(rtype, params, self.fit_data)
-        return self._retrievers[key]
-
-
-def _instantiate(cls: Any, config_cls: Any, params: Mapping[str, Any], what: str) -> Any:
-    """Build ``cls`` from params, through its config model when it has one."""
-    try:
-        if config_cls is not None:
-            cfg = config_cls.from_dict(dict(params)) if hasattr(config_cls, "from_dict") else config_cls(**params)
-            return cls(cfg)
-        return cls(**params)
-    except ConfigError as e:
-        raise ConfigError(f"{what}.params: {e}") from None
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"{what}.params: {e}") from None
-
-
-def _import(module: str, names: Sequence[str], what: str) -> list[Any]:
-    import importlib
-
-    try:
-        mod = importlib.import_module(module)
-    except ImportError as e:
-        raise ConfigError(f"{what}: not available in this installation ({module}: {e})") from None
-    out = []
-    for n in names:
-        if not hasattr(mod, n):
-            out.append(None)
-        else:
-            out.append(getattr(mod, n))
-    if out and out[0] is None:
-        raise ConfigError(f"{what}: {module}.{names[0]} is not implemented yet")
-    return out
-
-
 def build_retriever(rtype: str, params: Mapping[str, Any], data: Dataset) -> Any:
-    """Build and fit a retriever of type pop / itemcf / usercf."""
-    what = f"retriever {rtype!r}"
-    if rtype == "pop":
-        cls, cfg = _import("reranker.retrieval.popularity", ["PopularityRetriever", "PopularityConfig"], what)
-    elif rtype == "itemcf":
-        cls, cfg = _import("reranker.retrieval.knn", ["ItemCF", "ItemCFConfig"], what)
-    elif rtype == "usercf":
-        cls, cfg = _import("reranker.retrieval.knn", ["UserCF", "UserCFConfig"], what)
-    else:
-        raise ConfigError(f"retriever.type: unknown retriever type {rtype!r}")
-    model = _instantiate(cls, cfg, params, what)
-    return model.fit(data)
-
-
-class RetrieverScorer:
-    """A fitted retriever used as a Scorer: its own score for each candidate.
-
-    Uses the retriever's ``score`` method when it has one; otherwise asks it for the whole
-    catalog once per call and looks candidates up (items it does not propose score lowest).
-    """
-
-    def __init__(self, retriever: Any, n_items: int, name: str) -> None:
-        self.retriever = retriever
-        self.n_items = n_items
-        self.name = name
-
-    def score(self, history: History, candidates: Sequence[Candidate]) -> np.ndarray:
-        if hasattr(self.retriever, "score"):
-            return np.asarray(self.retriever.score(history, candidates), dtype=np.float64)
-        got = self.retriever.retrieve(history, self.n_items, exclude_seen=False)
-        table = {c.item_id: float(c.score) for c in got}
-        low = min(table.values(), default=0.0) - 1.0
-        return np.array([table.get(c.item_id, low) for c in candidates], dtype=np.float64)
-
-
-class RandomRanker:
-    """A seeded random order of the candidates (the chance baseline)."""
-
-    def __init__(self, seed: int = 0, name: str = "random") -> None:
-        self.seed = seed
-        self.name = name
-
-    def rank(self, history: History, candidates: Sequence[Candidate]) -> Ranking:
-        from ..types import Ranking
-
-        ids = list(dict.fromkeys(c.item_id for c in candidates))
-        user = zlib.crc32(str(history.user_id).encode())
-        items = zlib.crc32("|".join(ids).encode())
-        rng = np.random.default_rng([self.seed, user, items])
-        order = rng.permutation(len(ids))
-        return Ranking.from_order([ids[i] for i in order], {"ranker": self.name})
+    """Build and fit a registered retriever on `data` (``params``: its config fields)."""
+    return RETRIEVERS.build(RETRIEVERS.config_for(rtype, params, where=f"retriever {rtype!r}.params"),
+                            BuildContext(fit_data=data))
 
 
 def build_ranker(spec: RankerSpec, ctx: BuildContext) -> Any:
-    """Build the ranker a spec names (a Ranker; Scorers are wrapped in ScorerRanker)."""
-    from ..ranking.base import IdentityRanker, ScorerRanker
+    """Build the ranker a spec names through the registry (Scorers come back wrapped in a
+    ScorerRanker)."""
+    from ..ranking.base import Ranker, Scorer, ScorerRanker
 
     what = f"ranker {spec.name!r} (type {spec.type})"
-    t = spec.type
-    params = dict(spec.params)
-    if t == "identity":
-        return IdentityRanker()
-    if t == "random":
-        return RandomRanker(seed=int(params.get("seed", ctx.seed)), name=spec.name)
-    if t in ("pop", "itemcf", "usercf"):
-        retr = ctx.retriever(t, params)
-        return ScorerRanker(RetrieverScorer(retr, ctx.catalog.n_items, spec.name), name=spec.name)
-    if t == "bert":
-        cls, cfg = _import("reranker.ranking.bert", ["BertScorer", "BertScorerConfig"], what)
-        try:
-            scorer = cls(ctx.catalog, cfg.from_dict(params) if cfg is not None else None)
-        except ConfigError as e:
-            raise ConfigError(f"{what}.params: {e}") from None
-        return ScorerRanker(scorer, name=spec.name)
-    if t in LLM_TYPES:
-        return _build_llm_ranker(spec, ctx, what)
-    if t == "fusion":
-        return _build_fusion(spec, ctx, what)
-    if t == "learned-fusion":
-        return _build_learned_fusion(spec, ctx, what)
-    if t in _CUSTOM_RANKERS:
-        obj = _CUSTOM_RANKERS[t](spec, ctx)
-        if not callable(getattr(obj, "rank", None)) and callable(getattr(obj, "score", None)):
-            obj = ScorerRanker(obj, name=spec.name)
-        return obj
-    raise ConfigError(f"{what}: unknown ranker type")
-
-
-_LLM_CLASSES = {
-    "llm-pointwise": ("reranker.ranking.pointwise", "PointwiseLLMRanker"),
-    "llm-listwise": ("reranker.ranking.listwise", "ListwiseLLMRanker"),
-    "llm-verbalizer": ("reranker.ranking.verbalizer", "VerbalizerLLMRanker"),
-}
-
-
-def split_llm_params(params: Mapping[str, Any], what: str) -> tuple[Any, dict[str, Any]]:
-    """Split ranker params into an `LLMConfig` (model, dtype, threads ...) and ranker kwargs."""
-    (cfg_cls,) = _import("reranker.llm.base", ["LLMConfig"], what)
-    fields = set(cfg_cls.model_fields)
     try:
-        cfg = cfg_cls.from_dict({k: v for k, v in params.items() if k in fields})
+        obj = RANKERS.build(spec.config, ctx.named(spec.name), where=f"{what}.params")
     except ConfigError as e:
-        raise ConfigError(f"{what}.params: {e}") from None
-    return cfg, {k: v for k, v in params.items() if k not in fields}
-
-
-def _build_llm_ranker(spec: RankerSpec, ctx: BuildContext, what: str) -> Any:
-    module, cls_name = _LLM_CLASSES[spec.type]
-    (cls,) = _import(module, [cls_name], what)
-    cfg, kwargs = split_llm_params(spec.params, what)
-    backend = None
-    if ctx.cache is not None and getattr(ctx.cache, "enabled", False):
-        from .llm_cache import CachedBackend
-
-        backend = CachedBackend(cfg, ctx.cache)
-    try:
-        ranker = cls(cfg, catalog=ctx.catalog, backend=backend, **kwargs)
-    except TypeError as e:
-        raise ConfigError(f"{what}.params: {e}") from None
-    except ValueError as e:
-        raise ConfigError(f"{what}.params: {e}") from None
-    ranker.name = spec.name
-    return ranker
-
-
-def _build_fusion(spec: RankerSpec, ctx: BuildContext, what: str) -> Any:
-    """Fixed-weight fusion over other rankers of the experiment: params.weights {name: w}.
-
-    Each named ranker becomes a signal (its scorer when it wraps one, else its ranking scores).
-    """
-    params = dict(spec.params)
-    weights = params.get("weights")
-    if not isinstance(weights, Mapping) or not weights:
-        raise ConfigError(f"{what}.params.weights: give a mapping of ranker name -> weight")
-    missing = [n for n in weights if n not in ctx.built]
-    if missing:
-        raise ConfigError(f"{what}.params.weights: {missing} must name rankers listed before this one")
-    cls, cfg = _import("reranker.ranking.fusion", ["FusionRanker", "FusionConfig"], what)
-    signals = {n: _as_scorer(ctx.built[n]) for n in weights}
-    try:
-        config = cfg.from_dict(params)
-    except ConfigError as e:
-        raise ConfigError(f"{what}.params: {e}") from None
-    ranker = cls(signals, config)
-    ranker.name = spec.name
-    return ranker
-
-
-class RankerAsScorer:
-    """Any Ranker as a Scorer: the score it gives each candidate in its Ranking."""
-
-    def __init__(self, ranker: Any) -> None:
-        self.ranker = ranker
-
-    def score(self, history: History, candidates: Sequence[Candidate]) -> np.ndarray:
-        ranking = self.ranker.rank(history, candidates)
-        table = {ri.item_id: ri.score for ri in ranking.items}
-        return np.array([table.get(c.item_id, -np.inf) for c in candidates], dtype=np.float64)
-
-
-def _as_scorer(ranker: Any) -> Any:
-    inner = getattr(ranker, "scorer", None)
-    if inner is not None and callable(getattr(inner, "score", None)):
-        return inner
-    if callable(getattr(ranker, "score", None)):
-        return ranker
-    return RankerAsScorer(ranker)
-
-
-_LEARNED_KEYS = {"itemcf", "usercf", "popularity", "recency_days", "bert", "llm", "head", "train_users",
-                 "negatives", "n_negatives", "history_cap"}
-
-
-def _build_learned_fusion(spec: RankerSpec, ctx: BuildContext, what: str) -> Any:
-    """The learned head over CF / popularity / recency / BERT (and optionally the pointwise LLM's
-    logit + hidden state), fitted on the validation stage of the experiment's split.
-
-    params: ``itemcf`` / ``usercf`` (kNN options or null), ``popularity`` (bool), ``recency_days``,
-    ``bert`` (BertScorer params or null), ``llm`` (pointwise LLM params or null), ``head``
-    (LearnedFusionConfig), ``train_users`` (validation users used to fit), ``negatives``,
-    ``n_negatives``, ``history_cap``.
-    """
-    cls, cfg_cls = _import("reranker.ranking.learned", ["LearnedFusionRanker", "LearnedFusionConfig"], what)
-    (fb_cls, build_components) = _import("reranker.ranking.features", ["FeatureBuilder", "build_components"], what)
-    p = dict(spec.params)
-    unknown = sorted(set(p) - _LEARNED_KEYS)
-    if unknown:
-        raise ConfigError(f"{what}.params: unknown key(s) {unknown}; allowed: {sorted(_LEARNED_KEYS)}")
-    if ctx.split is None:
-        raise ConfigError(f"{what}: learned fusion needs a leave-one-out split (regimes a/b)")
-    try:
-        head_cfg = cfg_cls.from_dict(dict(p.get("head") or {}))
-    except ConfigError as e:
-        raise ConfigError(f"{what}.params.head: {e}") from None
-    bert = None
-    if p.get("bert") is not None:
-        bspec = RankerSpec(name=f"{spec.name}.bert", type="bert", params=dict(p["bert"] or {}))
-        bert = build_ranker(bspec, ctx).scorer
-    llm = None
-    if p.get("llm") is not None:
-        lspec = RankerSpec(name=f"{spec.name}.llm", type="llm-pointwise", params=dict(p["llm"] or {}))
-        llm = build_ranker(lspec, ctx)
-    if not head_cfg.use_llm_hidden or llm is None:
-        head_cfg = head_cfg.model_copy(update={"use_llm_hidden": False})
-
-    def make_builder(fit_data: Dataset) -> Any:
-        comps = build_components(
-            fit_data, ctx.catalog, itemcf=p.get("itemcf", {"k": 20, "feedback": "implicit"}),
-            usercf=p.get("usercf", {"k": 20, "feedback": "implicit"}),
-            popularity=bool(p.get("popularity", True)), recency_days=p.get("recency_days", 30.0), bert=bert,
-        )
-        return fb_cls(comps, llm=llm, use_hidden=head_cfg.use_llm_hidden)
-
-    serve = ctx.fit_data
-    ranker = cls.fit(
-        ctx.split, make_builder, head_cfg, n_negatives=int(p.get("n_negatives", 19)),
-        negatives=p.get("negatives", "random"), users=p.get("train_users"),
-        history_cap=int(p.get("history_cap", 20)), seed=ctx.seed, serve_data=serve,
-    )
-    ranker.name = spec.name
-    return ranker
+        msg = str(e)
+        raise ConfigError(msg if msg.startswith(what) else f"{what}: {msg}") from None
+    if not isinstance(obj, Ranker) and isinstance(obj, Scorer):
+        obj = ScorerRanker(obj, name=spec.name)
+    return obj
 
 
 def ranker_fingerprint(spec: RankerSpec, data_fingerprint: str, seed: int, extra: Any = None) -> str:
@@ -563,5 +343,13 @@ def ranker_fingerprint(spec: RankerSpec, data_fingerprint: str, seed: int, extra
 
 
 def data_fingerprint(data: Dataset) -> str:
-    """A hash of a dataset's interactions and catalog ids (`Dataset.fingerprint`)."""
-    return data.fingerprint()
+    """A hash of a dataset's interactions and catalog ids (`Dataset.fingerprint`) and of its
+    order of ties in time: with ``ties: random`` the rule and seed are hashed in; with
+    ``ties: item_id`` the fingerprint is `Dataset.fingerprint` unchanged (the key every cache
+    entry was written under before the rule existed)."""
+    from .cache import make_key
+
+    fp = data.fingerprint()
+    order = getattr(data, "tie_order", None)
+    token = order.cache_token() if order is not None else None
+    return fp if token is None else make_key("data-v1", fp, token)[:16]

@@ -1,6 +1,7 @@
 """Evaluation protocols: candidate lists, metrics per user, position bias, paired differences.
 
-Chronological leave-one-out (``reranker.data.splits.leave_one_out``), history capped at 20.
+Chronological leave-one-out (``reranker.data.splits.leave_one_out``), history capped at 20; ties
+in time ordered by ``protocol.ties`` / ``tie_seed`` (``reranker.data.ordering``).
 
 - **Regime A** (``regime_a_lists``): the stage-1 retriever's top-n (n = 20 by default) is
   reranked; NDCG@10, Recall@10, Recall@20, MRR@10 over all users (a user whose target was not
@@ -24,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ConfigError, DataError
 from .metrics import bootstrap_ci, ranking_metrics
 
 __all__ = [
@@ -79,7 +81,7 @@ def sample_negatives(
 ) -> list[str]:
     """``n`` distinct items drawn uniformly from ``item_ids`` minus ``known`` and the target.
 
-    Raises ValueError when fewer than ``n`` items are eligible.
+    Raises DataError (a ValueError) when fewer than ``n`` items are eligible.
     """
     ids = np.asarray(item_ids)
     pos = item_pos if item_pos is not None else {str(x): i for i, x in enumerate(ids.tolist())}
@@ -88,8 +90,10 @@ def sample_negatives(
     banned[idx] = True
     eligible = np.flatnonzero(~banned)
     if eligible.size < n:
-        raise ValueError(
-            f"only {eligible.size} unseen items for user with target {target!r}; {n} negatives needed"
+        raise DataError(
+            f"only {eligible.size} unseen items for user with target {target!r}; {n} negatives needed "
+            "(a larger catalog or fewer negatives)",
+            column="item_id",
         )
     chosen = rng.choice(eligible, size=n, replace=False)
     return [str(ids[i]) for i in chosen]
@@ -157,7 +161,9 @@ def place_target(ids: Sequence[str], target: str, position: int) -> list[str]:
 def _parse_metric(name: str) -> tuple[str, int]:
     m = _METRIC_RE.match(name)
     if not m:
-        raise ValueError(f"unknown metric {name!r}; use e.g. ndcg@10, recall@20, hr@1, mrr@10")
+        raise ConfigError(f"unknown metric {name!r}; use e.g. ndcg@10, recall@20, hr@1, mrr@10")
+    if int(m.group(2)) < 1:
+        raise ConfigError(f"metric {name!r}: the cut-off after '@' must be >= 1")
     return m.group(1), int(m.group(2))
 
 
@@ -174,7 +180,9 @@ def per_user_metrics(
     return {n: allm[n] for n in names}
 
 
-def pr_curve(ranked: Sequence[Sequence[str]], targets: Sequence[str], max_k: int = 20) -> dict[str, list[float]]:
+def pr_curve(
+    ranked: Sequence[Sequence[str]], targets: Sequence[str], max_k: int = 20
+) -> dict[str, list[int] | list[float]]:
     """Mean Precision@K and Recall@K for K = 1..max_k (the seed paper's PR curve)."""
     ks = list(range(1, max_k + 1))
     if not ranked:

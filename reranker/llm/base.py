@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import Field
 
@@ -32,7 +32,7 @@ class LLMConfig(BaseConfig):
     threads: int | None = Field(default=None, ge=1)
     """torch intra-op threads; None keeps torch's default."""
     batch_size: int = Field(default=16, ge=1)
-    """Suffixes per forward in score_options (KV-cache path), prompts per batch in generate."""
+    """Suffixes per forward on the KV-cache scoring path, prompts per batch in generate."""
     scoring: Literal["packed", "cache"] = "packed"
     """How shared-prefix scoring runs: `packed` puts all suffixes in one unpadded sequence with
     a prefix-aware attention (fastest on CPU; models whose attention transformers dispatches
@@ -77,7 +77,11 @@ class Generation:
 
 @runtime_checkable
 class LLMBackend(Protocol):
-    """What the rankers need from a model: label scoring, generation, tokens, chat formatting."""
+    """What the rankers, the explainer and the harness use of a model: chat formatting, token
+    counting, label scoring and generation. Every backend (in-process transformers, the on-disk
+    cache, test fakes) implements exactly this and passes the shared suite
+    (`tests/backend_suite.py`). Abilities only some backends have are the small protocols below,
+    checked with `isinstance`."""
 
     config: LLMConfig
 
@@ -85,12 +89,51 @@ class LLMBackend(Protocol):
         """The model's chat template applied to one user turn, ready for the assistant reply."""
         ...
 
-    def count_tokens(self, text: str) -> int: ...
+    def count_tokens(self, text: str) -> int:
+        """Tokens of `text` (no special tokens added)."""
+        ...
 
-    def truncate_tokens(self, text: str, n_tokens: int) -> str: ...
+    def truncate_tokens(self, text: str, n_tokens: int) -> str:
+        """`text` cut to at most `n_tokens` tokens (a marker such as "..." may follow a cut)."""
+        ...
 
     @property
-    def max_context(self) -> int: ...
+    def max_context(self) -> int:
+        """Token budget of one prompt."""
+        ...
+
+    def score_prompts(
+        self, prompts: Sequence[str], labels: Sequence[str], return_hidden: bool = False
+    ) -> ScoreResult:
+        """Next-token logits over `labels` after each full prompt: `logits` (n_prompts, n_labels);
+        with `return_hidden`, `hidden` (n_prompts, hidden_size), or a `ModelError` when the
+        backend has no hidden states (see `HiddenStatesBackend`)."""
+        ...
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        max_new_tokens: int | None = None,
+        seed: int = 0,
+        repetition_penalty: float | None = None,
+    ) -> list[Generation]:
+        """One `Generation` per prompt, in order (greedy unless `config.temperature` > 0)."""
+        ...
+
+
+@runtime_checkable
+class HiddenStatesBackend(Protocol):
+    """A backend whose `score_prompts(..., return_hidden=True)` returns the final hidden state
+    at the scoring position (the learned fusion head's `h_LLM`)."""
+
+    @property
+    def hidden_size(self) -> int: ...
+
+
+@runtime_checkable
+class PrefixScoringBackend(Protocol):
+    """A backend that scores suffixes after a shared string prefix (the prefix and each suffix
+    tokenized separately); `score_prompts` is what the rankers use."""
 
     def score_options(
         self,
@@ -100,13 +143,34 @@ class LLMBackend(Protocol):
         return_hidden: bool = False,
     ) -> ScoreResult: ...
 
-    def generate(
-        self,
-        prompts: Sequence[str],
-        max_new_tokens: int | None = None,
-        seed: int = 0,
-        repetition_penalty: float | None = None,
-    ) -> list[Generation]: ...
+
+@runtime_checkable
+class TorchBackend(Protocol):
+    """An in-process torch model (what fine-tuning needs): the causal LM, its decoder stack
+    (hidden states without the LM head), the device it sits on and its tokenizer."""
+
+    tokenizer: Any
+
+    @property
+    def model(self) -> Any: ...
+
+    @property
+    def decoder(self) -> Any: ...
+
+    @property
+    def device(self) -> Any: ...
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def label_token_ids(self, labels: Sequence[str]) -> list[int]: ...
 
 
-__all__ = ["LLMConfig", "ScoreResult", "Generation", "LLMBackend"]
+__all__ = [
+    "LLMConfig",
+    "ScoreResult",
+    "Generation",
+    "LLMBackend",
+    "HiddenStatesBackend",
+    "PrefixScoringBackend",
+    "TorchBackend",
+]

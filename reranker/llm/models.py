@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from ..errors import ModelError
 
@@ -286,8 +286,31 @@ def materialize(spec: str | ResolvedModel) -> ResolvedModel:
     return r
 
 
+def apply_adapter(model: Any, adapter: str, merge: bool = False) -> Any:
+    """Load a peft LoRA adapter folder onto a transformers model (peft imported lazily).
+
+    Unmerged, the adapter's modules are injected into `model` in place and the same model
+    object is returned (scores equal those of the trained adapter); `merge=True` folds the
+    deltas into the base weights (no LoRA overhead at inference)."""
+    path = check_adapter_dir(adapter)
+    try:
+        from peft import PeftModel
+    except ImportError as e:
+        raise ModelError(
+            f"loading the adapter {path} needs `peft`: pip install 'reranker[finetune]' (or peft)"
+        ) from e
+    try:
+        wrapped = PeftModel.from_pretrained(model, str(path), is_trainable=False)
+    except Exception as e:  # peft raises ValueError/KeyError/RuntimeError on a mismatched base
+        raise ModelError(f"could not apply the adapter {path}: {type(e).__name__}: {e}") from e
+    if merge:
+        return wrapped.merge_and_unload()
+    return wrapped.get_base_model()
+
+
 __all__ = [
     "PRESETS",
+    "apply_adapter",
     "Preset",
     "ResolvedModel",
     "cache_root",

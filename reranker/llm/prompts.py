@@ -5,18 +5,24 @@ Each template starts with a header comment declaring the variables it needs::
     {# requires: history, candidates, context #}
 
 Loading checks the header against the variables the template actually uses
-(`jinja2.meta.find_undeclared_variables`): a used-but-undeclared variable (a typo) or a
-declared-but-unused one raises `PromptError` naming the template and the variable. Rendering
-checks that every declared variable is supplied.
+(`jinja2.meta.find_undeclared_variables`, followed through every `{% include %}`d partial): a
+used-but-undeclared variable (a typo, also one inside a partial) or a declared-but-unused one
+raises `PromptError` naming the template and the variable. Rendering checks that every declared
+variable is supplied.
 
-Template folders, first match wins: a user folder (config `prompt_dir`), the `prompts/` package
-data shipped in the wheel (`reranker/prompts/`), the repository's top-level `prompts/`.
+Partials: files whose name starts with `_` (`_context.j2`, `_history.j2`) hold blocks shared by
+several templates; they are included with constant names, render with the including template's
+variables, and are not templates on their own (`PromptLibrary.get("_context")` is an error).
+
+Template folders, first match wins (for templates and partials alike): a user folder (config
+`prompt_dir`), the `prompts/` package data shipped in the wheel (`reranker/_prompts/`), the
+repository's top-level `prompts/`. Templates render in Jinja's immutable sandbox.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -24,6 +30,7 @@ from typing import Any
 from ..errors import PromptError
 
 TEMPLATE_NAMES = ("rank_listwise", "score_pointwise", "rank_verbalizer", "explain")
+PARTIAL_PREFIX = "_"
 _HEADER = re.compile(r"\{#-?\s*requires:\s*(?P<vars>[^#]*?)\s*-?#\}")
 
 
@@ -33,9 +40,9 @@ def builtin_prompt_dirs() -> list[Path]:
     try:
         from importlib.resources import files
 
-        pkg = Path(str(files("reranker"))) / "prompts"
-        if pkg.is_dir():
-            dirs.append(pkg)
+        root = Path(str(files("reranker")))
+        # the wheel ships the top-level prompts/ as the package `reranker._prompts`
+        dirs.extend(d for d in (root / "_prompts", root / "prompts") if d.is_dir())
     except (ModuleNotFoundError, TypeError):  # pragma: no cover
         pass
     repo = Path(__file__).resolve().parents[2] / "prompts"
@@ -49,11 +56,10 @@ class PromptTemplate:
 
     def __init__(self, name: str, source: str, path: Path | None = None, env=None) -> None:
         import jinja2
-        from jinja2 import meta
 
         self.name = name
         self.path = path
-        env = env or _make_env()
+        env = env or _make_env(builtin_prompt_dirs())
         m = _HEADER.search(source)
         if not m:
             raise PromptError(
@@ -67,14 +73,16 @@ class PromptTemplate:
             raise PromptError(
                 f"prompt template {name!r} ({path}): syntax error at line {e.lineno}: {e.message}"
             ) from None
-        used = meta.find_undeclared_variables(ast)
-        undeclared = sorted(used - declared)
+        used = _used_variables(env, ast, name, set())
+        undeclared = sorted(used.keys() - declared)
         if undeclared:
+            where = used[undeclared[0]]
+            inside = f" in partial {where!r}" if where else ""
             raise PromptError(
-                f"prompt template {name!r}: uses undeclared variable {undeclared[0]!r} "
+                f"prompt template {name!r}: uses undeclared variable {undeclared[0]!r}{inside} "
                 f"(declared: {', '.join(sorted(declared)) or 'none'})"
             )
-        unused = sorted(declared - used)
+        unused = sorted(declared - used.keys())
         if unused:
             raise PromptError(
                 f"prompt template {name!r}: declares variable {unused[0]!r} but never uses it"
@@ -96,10 +104,43 @@ class PromptTemplate:
             raise PromptError(f"prompt template {self.name!r}: {e}") from None
 
 
-def _make_env():
+def _used_variables(env: Any, ast: Any, name: str, seen: set[str]) -> dict[str, str | None]:
+    """Variables a parsed template reads from its context, following its includes through the
+    environment's loader: variable -> the partial it was first found in (None: the template)."""
     import jinja2
+    from jinja2 import meta
 
-    return jinja2.Environment(
+    used: dict[str, str | None] = dict.fromkeys(meta.find_undeclared_variables(ast))
+    for ref in meta.find_referenced_templates(ast):
+        if ref is None:
+            raise PromptError(f"prompt template {name!r}: include a partial by a constant name")
+        if ref in seen:
+            continue
+        seen.add(ref)
+        if env.loader is None:
+            raise PromptError(f"prompt template {name!r}: cannot include {ref!r} (no template folder)")
+        try:
+            source, filename, _ = env.loader.get_source(env, ref)
+        except jinja2.TemplateNotFound:
+            raise PromptError(f"prompt template {name!r}: included partial {ref!r} not found") from None
+        try:
+            sub = env.parse(source, ref, filename)
+        except jinja2.TemplateSyntaxError as e:
+            raise PromptError(
+                f"prompt partial {ref!r} ({filename}): syntax error at line {e.lineno}: {e.message}"
+            ) from None
+        for var, where in _used_variables(env, sub, ref, seen).items():
+            used.setdefault(var, where or ref)
+    return used
+
+
+def _make_env(dirs: Sequence[Path] = ()):
+    """The Jinja environment: immutable sandbox, StrictUndefined, partials from `dirs`."""
+    import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    return ImmutableSandboxedEnvironment(
+        loader=jinja2.FileSystemLoader([str(d) for d in dirs]) if dirs else None,
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=False,
@@ -119,9 +160,14 @@ class PromptLibrary:
         if not self.dirs:
             raise PromptError("no prompt folder found (the package data 'prompts/' is missing)")
         self._cache: dict[str, PromptTemplate] = {}
-        self._env = _make_env()
+        self._env = _make_env(self.dirs)
 
     def path_of(self, name: str) -> Path:
+        if name.startswith(PARTIAL_PREFIX):
+            raise PromptError(
+                f"prompt template {name!r} is a partial: names starting with {PARTIAL_PREFIX!r} are "
+                "included by templates, not rendered on their own"
+            )
         for d in self.dirs:
             p = d / f"{name}.j2"
             if p.is_file():
@@ -162,6 +208,7 @@ def render(name: str, variables: Mapping[str, Any], prompt_dir: str | Path | Non
 
 
 __all__ = [
+    "PARTIAL_PREFIX",
     "PromptLibrary",
     "PromptTemplate",
     "TEMPLATE_NAMES",

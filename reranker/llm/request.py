@@ -30,9 +30,15 @@ def load_request(path: str | Path) -> RerankRequest:
     if not p.is_file():
         raise DataError("request file not found", path=str(p))
     try:
-        req = json.loads(p.read_text(encoding="utf-8"))
+        raw = p.read_bytes()
+        req = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise DataError("not valid UTF-8 text; save the file as UTF-8", path=str(p), line=line) from None
+    except OSError as e:  # PermissionError, ...
+        raise DataError(f"cannot read: {e.strerror or e}", path=str(p)) from None
     except json.JSONDecodeError as e:
-        raise DataError(f"invalid JSON: {e.msg}", path=str(p), line=e.lineno) from None
+        raise DataError(f"invalid JSON: {e.msg} (column {e.colno})", path=str(p), line=e.lineno) from None
     if not isinstance(req, dict):
         raise DataError("the request must be a JSON object with 'history' and 'candidates'", path=str(p))
     unknown = set(req) - {"history", "candidates", "context", "user_id"}

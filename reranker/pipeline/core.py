@@ -17,125 +17,23 @@ Logged-out users and unknown user ids take the popularity path.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import Field
 
-from . import __version__
-from .config import BaseConfig
-from .errors import ConfigError, ModelError
-from .ranking.learned import LearnedFusionConfig
-from .types import Candidate, History, Ranking, to_jsonable
+from ..errors import ConfigError, ModelError
+from ..ranking.learned import LearnedFusionConfig
+from ..registry import RANKERS, RETRIEVERS, BuildContext
+from ..retrieval.knn import KNNConfig
+from ..types import Candidate, History, Ranking
+from .config import PipelineConfig
+from .persist import load_pipeline, save_pipeline
 
 log = logging.getLogger(__name__)
-
-PIPELINE_FORMAT = 1
-
-
-# ============================================================================ config
-class RetrieverSection(BaseConfig):
-    """Stage 1. `similarity` and `k` apply to the kNN models; `mu` to the T- models."""
-
-    type: Literal["itemcf", "usercf", "t-itemcf", "t-usercf", "popular"] = "itemcf"
-    k: int = Field(50, ge=1)
-    similarity: Literal["cosine", "pearson", "adjusted_cosine"] = "cosine"
-    feedback: Literal["explicit", "implicit"] = "implicit"
-    shrinkage: float = Field(0.0, ge=0)
-    min_support: int = Field(1, ge=1)
-    mu: float | None = Field(None, ge=0, le=1)
-
-
-class LLMSection(BaseConfig):
-    """The LLM reranker (see reranker.llm.base.LLMConfig for the model options)."""
-
-    enabled: bool = True
-    model: str = "smollm2-135m"
-    mode: Literal["pointwise", "listwise", "verbalizer"] = "pointwise"
-    dtype: Literal["auto", "bf16", "fp32"] = "auto"
-    threads: int | None = Field(None, ge=1)
-    batch_size: int = Field(16, ge=1)
-    max_context: int = Field(2048, ge=128)
-    item_text_tokens: int = Field(48, ge=0)
-    max_attrs: int = Field(3, ge=0)
-    prompt_dir: str | None = None
-
-
-class BertSection(BaseConfig):
-    """The BERT content scorer."""
-
-    enabled: bool = True
-    model: str = "minilm"
-    half_life: float = Field(5.0, gt=0)
-    max_chars: int = Field(400, ge=16)
-    batch_size: int = Field(64, ge=1)
-
-
-class FusionWeights(BaseConfig):
-    """alpha (content), beta (cf), gamma (llm); each >= 0."""
-
-    content: float = Field(0.3, ge=0)
-    cf: float = Field(0.5, ge=0)
-    llm: float = Field(0.2, ge=0)
-
-
-class FusionSection(BaseConfig):
-    """Fixed-weight fusion of per-list-normalised signals."""
-
-    weights: FusionWeights = Field(default_factory=FusionWeights)
-    normalize: Literal["zscore", "minmax", "rank", "none"] = "zscore"
-    fit_weights: bool = False
-    grid_step: float = Field(0.1, gt=0, le=0.5)
-    fit_users: int | None = Field(None, ge=1)
-
-
-class LearnedSection(LearnedFusionConfig):
-    """The learned head (replaces fixed fusion when enabled)."""
-
-    enabled: bool = False
-    users: int | None = Field(None, ge=1, description="validation users to fit on (None: all)")
-    n_negatives: int = Field(19, ge=1)
-    negatives: Literal["random", "retrieved", "mixed"] = "random"
-
-
-class DiversitySection(BaseConfig):
-    """MMR re-rank of the fused list (lam = 1: off)."""
-
-    enabled: bool = False
-    lam: float = Field(0.7, ge=0, le=1)
-    similarity: Literal["category", "embedding"] = "category"
-
-
-class ExplainSection(BaseConfig):
-    enabled: bool = False
-    top_k: int = Field(3, ge=1)
-
-
-class RankingSection(BaseConfig):
-    n_candidates: int = Field(20, ge=1)
-    llm: LLMSection = Field(default_factory=LLMSection)
-    bert: BertSection = Field(default_factory=BertSection)
-    fusion: FusionSection = Field(default_factory=FusionSection)
-    learned: LearnedSection = Field(default_factory=LearnedSection)
-    diversity: DiversitySection = Field(default_factory=DiversitySection)
-
-
-class PipelineConfig(BaseConfig):
-    """A whole pipeline (YAML: configs/pipeline-*.yaml)."""
-
-    name: str = "pipeline"
-    retriever: RetrieverSection = Field(default_factory=RetrieverSection)
-    ranking: RankingSection = Field(default_factory=RankingSection)
-    explain: ExplainSection = Field(default_factory=ExplainSection)
-    top_k: int = Field(10, ge=1)
-    history_cap: int = Field(20, ge=1)
-    seed: int = 0
 
 
 # ============================================================================ pipeline
@@ -151,8 +49,9 @@ class Pipeline:
         self.bert: Any = None
         self.llm: Any = None
         self.learned: Any = None
-        self.weights: dict[str, float] = self.config.ranking.fusion.weights.model_dump()
+        self.weights: dict[str, float] = dict(self.config.ranking.fusion.weights)
         self.fit_report: dict[str, Any] = {}
+        self._explainer: Any = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -160,71 +59,54 @@ class Pipeline:
         return cls(PipelineConfig.from_yaml(path), **kwargs)
 
     def _retriever(self, data: Any) -> Any:
-        from .retrieval.knn import make_retriever
-
+        """Stage 1 built through the registry and fitted on `data` (the T- models get the BERT
+        scorer's item embeddings)."""
         r = self.config.retriever
-        if r.type == "popular":
-            return make_retriever("popular").fit(data)
-        opts: dict[str, Any] = {"k": r.k, "similarity": r.similarity, "feedback": r.feedback,
-                                "shrinkage": r.shrinkage, "min_support": r.min_support}
-        if r.type in ("usercf", "t-usercf") and r.similarity == "adjusted_cosine":
-            raise ConfigError("retriever.similarity: adjusted_cosine is for item-based models only")
-        if r.type.startswith("t-"):
+        ctx = BuildContext(fit_data=data, seed=self.config.seed)
+        if r.type in ("t-itemcf", "t-usercf"):
             if self.bert is None:
                 raise ConfigError(f"retriever.type: {r.type} needs text embeddings; enable ranking.bert")
-            ids, emb = self.bert.encoder.encode_catalog()
-            opts.update(item_embeddings=(ids, emb), mu=0.3 if r.mu is None else r.mu)
-        elif r.mu is not None:
-            raise ConfigError(f"retriever.mu: only the t-itemcf / t-usercf models take mu, not {r.type}")
+            ctx.item_embeddings = self.bert.encoder.encode_catalog()
         try:
-            return make_retriever(r.type, **opts).fit(data)
+            return RETRIEVERS.build(r, ctx)
         except ConfigError as e:
             raise ConfigError(f"retriever: {e}") from None
 
     def _build_bert(self, data: Any) -> Any:
         b = self.config.ranking.bert
-        if not b.enabled:
+        if b is None:
             return None
-        from .ranking.bert import BertScorer, BertScorerConfig
-
-        return BertScorer(data, BertScorerConfig(model=b.model, half_life=b.half_life,
-                                                 max_chars=b.max_chars, batch_size=b.batch_size))
+        return RANKERS.build(b, BuildContext(catalog=data)).scorer
 
     def _build_llm(self, data: Any) -> Any:
         s = self.config.ranking.llm
-        from .llm.base import LLMConfig
-        from .llm.models import resolve_model
+        if s is None:
+            return None
+        from ..llm.models import resolve_model
 
         try:
             resolve_model(s.model)  # cheap existence check: fail at start-up, not mid-run
         except ModelError as e:
             raise ModelError(f"ranking.llm.model: {e}") from None
-
-        cfg = LLMConfig(model=s.model, dtype=s.dtype, threads=s.threads, batch_size=s.batch_size,
-                        max_context=s.max_context, item_text_tokens=s.item_text_tokens, max_attrs=s.max_attrs,
-                        prompt_dir=Path(s.prompt_dir) if s.prompt_dir else None)
-        if s.mode == "pointwise":
-            from .ranking.pointwise import PointwiseLLMRanker as cls
-        elif s.mode == "listwise":
-            from .ranking.listwise import ListwiseLLMRanker as cls
-        else:
-            from .ranking.verbalizer import VerbalizerLLMRanker as cls
-        return cls(cfg, backend=self._llm_backend, catalog=data, max_history=self.config.history_cap)
+        if "max_history" not in s.model_fields_set:  # the pipeline's history cap, unless set here
+            s = s.model_copy(update={"max_history": self.config.history_cap})
+        return RANKERS.build(s, BuildContext(catalog=data, backend=self._llm_backend))
 
     def fit(self, data: Any) -> Pipeline:
         """Fit stage 1 on `data`; fit fusion weights / the learned head on its validation split
-        when the config asks for it (then stage 1 is refitted on all of `data`)."""
-        from .retrieval.popularity import PopularityRetriever
+        when the config asks for it (then stage 1 is refitted on all of `data`).
 
+        Ties in time (the validation split's targets, served histories) follow
+        ``data.tie_order`` (default: seeded random; ``data.with_tie_order("item_id")`` for the
+        old rule), which a saved pipeline keeps."""
         t0 = time.perf_counter()
         self.data = data
         rk = self.config.ranking
         self.bert = self._build_bert(data)
-        if rk.llm.enabled:
-            self.llm = self._build_llm(data)
-        self.popular = PopularityRetriever().fit(data)
+        self.llm = self._build_llm(data)
+        self.popular = RETRIEVERS.build({"type": "popular"}, BuildContext(fit_data=data))
         if rk.learned.enabled or rk.fusion.fit_weights:
-            from .data.splits import leave_one_out
+            from ..data.splits import leave_one_out
 
             split = leave_one_out(data)
             if rk.learned.enabled:
@@ -236,18 +118,23 @@ class Pipeline:
         return self
 
     def _signal_scorers(self, retriever: Any) -> dict[str, Any]:
-        from .ranking.fusion import CandidateScoreScorer, RankerScorer
+        from ..ranking.fusion import CandidateScoreScorer, RankerScorer
 
         out: dict[str, Any] = {"cf": CandidateScoreScorer()}
         if self.bert is not None:
             out["content"] = self.bert
         if self.llm is not None:
-            out["llm"] = self.llm if self.config.ranking.llm.mode == "pointwise" else RankerScorer(self.llm)
+            out["llm"] = self.llm if self._pointwise else RankerScorer(self.llm)
         return out
+
+    @property
+    def _pointwise(self) -> bool:
+        llm = self.config.ranking.llm
+        return llm is not None and llm.type == "llm-pointwise"
 
     def _fit_weights(self, split: Any) -> None:
         """Grid search over the simplex on validation lists (retriever fitted on train)."""
-        from .ranking.fusion import FusionRanker, fit_weights
+        from ..ranking.fusion import FusionRanker, fit_weights
 
         rk = self.config.ranking
         retr = self._retriever(split.train)
@@ -278,17 +165,19 @@ class Pipeline:
         log.info("fusion weights fitted on %d validation lists: %s", len(lists), self.weights)
 
     def _feature_builder(self, data: Any) -> Any:
-        from .ranking.features import FeatureBuilder, build_components
+        from ..ranking.features import FeatureBuilder, build_components
 
         r = self.config.retriever
-        knn = {"k": r.k, "similarity": "cosine" if r.similarity == "adjusted_cosine" else r.similarity,
-               "feedback": r.feedback}
+        knn: dict[str, Any] = {"k": 50, "feedback": "implicit"}  # a popularity stage 1 has no kNN options
+        if isinstance(r, KNNConfig):
+            knn = {"k": r.k, "similarity": "cosine" if r.similarity == "adjusted_cosine" else r.similarity,
+                   "feedback": r.feedback}
         comps = build_components(data, self.data, itemcf=knn, usercf=knn, bert=self.bert)
-        llm = self.llm if self.config.ranking.llm.mode == "pointwise" else None
+        llm = self.llm if self._pointwise else None
         return FeatureBuilder(comps, llm=llm, use_hidden=self.config.ranking.learned.use_llm_hidden)
 
     def _fit_learned(self, split: Any) -> None:
-        from .ranking.learned import LearnedFusionRanker
+        from ..ranking.learned import LearnedFusionRanker
 
         ls = self.config.ranking.learned
         head_cfg = LearnedFusionConfig(**{k: getattr(ls, k) for k in LearnedFusionConfig.model_fields})
@@ -328,7 +217,7 @@ class Pipeline:
     def rank(self, history: History, candidates: Sequence[Candidate]) -> Ranking:
         """Stage 2 on given candidates (the drop-in second stage): fusion or learned head,
         then MMR when enabled. Returns every candidate once."""
-        from .ranking.fusion import FusionRanker
+        from ..ranking.fusion import FusionRanker
 
         rk = self.config.ranking
         if history.is_empty:
@@ -346,7 +235,7 @@ class Pipeline:
             fr = FusionRanker(signals, weights=weights, normalize=rk.fusion.normalize)
             ranking = fr.rank(history, candidates)
         if rk.diversity.enabled and len(ranking) > 1:
-            from .ranking.diversity import CategorySimilarity, EmbeddingSimilarity, mmr_rerank
+            from ..ranking.diversity import CategorySimilarity, EmbeddingSimilarity, mmr_rerank
 
             sim = (CategorySimilarity(self.data) if rk.diversity.similarity == "category" or self.bert is None
                    else EmbeddingSimilarity(self.bert.encoder))
@@ -399,94 +288,42 @@ class Pipeline:
 
     def explain(self, history: History, ranking: Ranking) -> Ranking:
         """Grounded explanations for the top `explain.top_k` items."""
-        from .explain import Explainer
+        from ..explain import Explainer, ExplainerConfig
 
         if self.llm is None:
-            raise ConfigError("explain: needs ranking.llm.enabled")
-        if getattr(self, "_explainer", None) is None:
-            self._explainer = Explainer(backend=self.llm.backend, catalog=self.data)
+            raise ConfigError("explain: needs ranking.llm (it is null)")
+        if self._explainer is None:
+            ex = self.config.explain
+            settings = ExplainerConfig(**{k: getattr(ex, k) for k in ExplainerConfig.model_fields})
+            self._explainer = Explainer(backend=self.llm.backend, explain_config=settings, catalog=self.data)
         return self._explainer.explain(history, ranking, top_k=self.config.explain.top_k)
 
     # ------------------------------------------------------------------ persistence
     def save(self, folder: str | Path) -> Path:
         """Write config, fit data (Parquet), fusion weights / learned head and versions (JSON);
-        no pickles. Stage 1 is refitted from the saved interactions on load (deterministic;
-        the data fingerprint is checked)."""
+        no pickles (see `reranker.pipeline.persist`)."""
         self._check_fitted()
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        self.config.to_yaml(folder / "config.yaml")
-        self.data.interactions.to_parquet(folder / "interactions.parquet", index=False)
-        items = self.data.items.copy()
-        for c in items.columns:  # mixed object columns -> strings for Parquet
-            if items[c].dtype == object:
-                items[c] = items[c].map(lambda v: None if v is None else str(v))
-        items.to_parquet(folder / "items.parquet", index=False)
-        if self.learned is not None:
-            self.learned.head.save(folder / "learned")
-        meta = {
-            "format": PIPELINE_FORMAT,
-            "reranker_version": __version__,
-            "weights": self.weights,
-            "data_fingerprint": _fingerprint(self.data),
-            "prompt_versions": _prompt_versions(),
-            "fit_report": to_jsonable(self.fit_report),
-        }
-        (folder / "pipeline.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
-        return folder
+        return save_pipeline(self, Path(folder))
 
     @classmethod
     def load(cls, folder: str | Path, **kwargs: Any) -> Pipeline:
         """Load a saved pipeline; refuses folders written by an incompatible format."""
-        from .data.dataset import Dataset
+        return load_pipeline(cls, Path(folder), **kwargs)
 
-        folder = Path(folder)
-        meta_path = folder / "pipeline.json"
-        if not meta_path.is_file():
-            raise ConfigError(f"{folder}: not a saved pipeline (no pipeline.json)")
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if meta.get("format") != PIPELINE_FORMAT:
-            raise ConfigError(
-                f"{meta_path}: pipeline format {meta.get('format')} (written by reranker "
-                f"{meta.get('reranker_version')}) is not supported; this reranker {__version__} "
-                f"reads format {PIPELINE_FORMAT}. Refit and save it again."
-            )
-        import pandas as pd
+    def _rebuild(self, data: Any, weights: dict[str, float], fit_report: dict[str, Any],
+                 learned_dir: Path | None) -> None:
+        """Rebuild the fitted parts from saved data without refitting weights / the head."""
+        from ..ranking.learned import LearnedFusion, LearnedFusionRanker
 
-        pipe = cls(PipelineConfig.from_yaml(folder / "config.yaml"), **kwargs)
-        data = Dataset(pd.read_parquet(folder / "interactions.parquet"),
-                       pd.read_parquet(folder / "items.parquet"), name=folder.name)
-        if _fingerprint(data) != meta["data_fingerprint"]:
-            raise ConfigError(f"{folder}: saved data does not match its fingerprint (modified?)")
-        rk = pipe.config.ranking
-        # rebuild the parts without refitting weights/head: they come from disk
-        from .ranking.learned import LearnedFusion, LearnedFusionRanker
-        from .retrieval.popularity import PopularityRetriever
-
-        pipe.data = data
-        pipe.bert = pipe._build_bert(data)
-        if rk.llm.enabled:
-            pipe.llm = pipe._build_llm(data)
-        pipe.popular = PopularityRetriever().fit(data)
-        pipe.retriever = pipe._retriever(data)
-        pipe.weights = {k: float(v) for k, v in meta["weights"].items()}
-        pipe.fit_report = meta.get("fit_report", {})
-        if (folder / "learned").is_dir():
-            pipe.learned = LearnedFusionRanker(pipe._feature_builder(data), LearnedFusion.load(folder / "learned"))
-        if meta.get("prompt_versions") != _prompt_versions():
-            log.warning("%s: prompt templates changed since this pipeline was saved", folder)
-        return pipe
-
-
-def _fingerprint(data: Any) -> str:
-    return data.fingerprint()
-
-
-def _prompt_versions() -> dict[str, str]:
-    from .resources import prompts_dir
-
-    d = prompts_dir()
-    return {p.stem: hashlib.sha256(p.read_bytes()).hexdigest()[:12] for p in sorted(d.glob("*.j2"))}
+        self.data = data
+        self.bert = self._build_bert(data)
+        self.llm = self._build_llm(data)
+        self.popular = RETRIEVERS.build({"type": "popular"}, BuildContext(fit_data=data))
+        self.retriever = self._retriever(data)
+        self.weights = weights
+        self.fit_report = fit_report
+        if learned_dir is not None:
+            self.learned = LearnedFusionRanker(self._feature_builder(data), LearnedFusion.load(learned_dir))
 
 
 __all__ = ["Pipeline", "PipelineConfig"]

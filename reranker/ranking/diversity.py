@@ -5,7 +5,8 @@ with relevance min-max normalised to [0, 1] first. ``lam = 1`` keeps the relevan
 input order, so a `Ranking` comes back unchanged); ``lam = 0`` takes the top item, then always
 the item least similar to those already chosen. Item similarity comes from categories (1 when
 two items share a category) or from embeddings (cosine), through a similarity source: any
-callable ``ids -> (n, n) matrix``.
+callable ``ids -> (n, n) matrix``. A request's catalog reaches the built-in sources as the keyword
+``catalog`` (only when one is given, so plain one-argument callables keep working).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pydantic import Field
 
 from ..config import BaseConfig
 from ..types import Candidate, History, Item, Ranking
-from .base import Ranker
+from .base import Catalog, Ranker, catalog_kwargs
 
 if TYPE_CHECKING:
     from ..data.dataset import Dataset
@@ -30,7 +31,7 @@ SimilaritySource = Callable[[Sequence[str]], np.ndarray]
 
 
 class _Encoder(Protocol):
-    def encode_items(self, ids: Sequence[str]) -> np.ndarray: ...
+    def encode_items(self, ids: Sequence[str]) -> np.ndarray: ...  # optional keyword: catalog
 
 
 # ---------------------------------------------------------------------------- core
@@ -55,7 +56,7 @@ def mmr_order(
     k = n if k is None else max(0, min(int(k), n))
     if k == 0:
         return np.zeros(0, dtype=np.int64)
-    from .fusion import normalize
+    from .fusion_weights import normalize
 
     rel = normalize(rel, "minmax")
     chosen = np.zeros(n, dtype=bool)
@@ -96,17 +97,26 @@ class CategorySimilarity:
         self.catalog = catalog
         self.sep = sep
 
-    def _category(self, item_id: str) -> str | None:
-        cat = self.catalog
+    @staticmethod
+    def _category(cat: Catalog, item_id: str) -> str | None:
         if isinstance(cat, Mapping):
             item = cat.get(item_id)
-        else:
+            if isinstance(item, Mapping):
+                return item.get("category") or None
+        elif hasattr(cat, "has_item"):
             item = cat.item(item_id) if cat.has_item(item_id) else None
+        else:  # anything else with .item(id) (e.g. a per-request chain of catalogs)
+            try:
+                item = cat.item(item_id)
+            except (KeyError, LookupError):
+                item = None
         return None if item is None else item.category
 
-    def __call__(self, item_ids: Sequence[str]) -> np.ndarray:
+    def __call__(self, item_ids: Sequence[str], catalog: Catalog = None) -> np.ndarray:
+        """Similarity of `item_ids` by the categories in `catalog` (None: this source's own)."""
         n = len(item_ids)
-        cats = [self._category(i) for i in item_ids]
+        cat = self.catalog if catalog is None else catalog
+        cats = [self._category(cat, i) for i in item_ids]
         if self.sep is None:
             codes = {c: j for j, c in enumerate(dict.fromkeys(c for c in cats if c))}
             lab = np.array([codes[c] if c else -1 for c in cats], dtype=np.int64)
@@ -132,8 +142,8 @@ class EmbeddingSimilarity:
     def __init__(self, encoder: _Encoder) -> None:
         self.encoder = encoder
 
-    def __call__(self, item_ids: Sequence[str]) -> np.ndarray:
-        return cosine_matrix(self.encoder.encode_items(list(item_ids)))
+    def __call__(self, item_ids: Sequence[str], catalog: Catalog = None) -> np.ndarray:
+        return cosine_matrix(self.encoder.encode_items(list(item_ids), **catalog_kwargs(catalog)))
 
 
 def cosine_matrix(embeddings: np.ndarray) -> np.ndarray:
@@ -170,9 +180,11 @@ def mmr_rerank(
     lam: float,
     k: int | None = None,
     relevance: Literal["score", "position"] = "score",
+    catalog: Catalog = None,
 ) -> Ranking:
     """Re-rank a `Ranking` by MMR; the first k positions are chosen by MMR, the rest follow
-    in their original order, so every item stays exactly once.
+    in their original order, so every item stays exactly once. `catalog` (a request's items)
+    is passed on to a similarity source, when given.
 
     Relevance is the ranking's scores, or its positions when asked or when the scores do not
     decrease along the ranking (so ``lam = 1`` always returns the input order). Output scores
@@ -187,7 +199,7 @@ def mmr_rerank(
         log.debug("mmr_rerank: scores are not non-increasing; using positions as relevance")
         relevance = "position"
     rel = np.arange(n, 0, -1, dtype=np.float64) if relevance == "position" else scores
-    sim = similarity if isinstance(similarity, np.ndarray) else similarity(ids)
+    sim = similarity if isinstance(similarity, np.ndarray) else similarity(ids, **catalog_kwargs(catalog))
     top = mmr_order(rel, sim, lam, k)
     rest = np.setdiff1d(np.arange(n), top, assume_unique=True)  # sorted: original order
     order = np.concatenate([top, rest]).astype(int)
@@ -235,10 +247,12 @@ class MMRRanker:
             base = IdentityRanker()
         self.base = base
 
-    def rank(self, history: History, candidates: Sequence[Candidate]) -> Ranking:
-        first = self.base.rank(history, candidates)
+    def rank(
+        self, history: History, candidates: Sequence[Candidate], catalog: Catalog = None
+    ) -> Ranking:
+        first = self.base.rank(history, candidates, **catalog_kwargs(catalog))
         return mmr_rerank(
-            first, self.similarity, self.config.lam, self.config.k, self.config.relevance
+            first, self.similarity, self.config.lam, self.config.k, self.config.relevance, catalog
         )
 
 

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .learned import FeatureList
+from .base import Catalog, catalog_kwargs
+from .learned_head import FeatureList
 
 if TYPE_CHECKING:
     from ..data.dataset import Dataset
@@ -47,7 +48,9 @@ class RecencySignal:
         self._start = np.append(start, len(ids))
         self._t_end = float(self._ts.max()) if len(self._ts) else 0.0
 
-    def score(self, history: History, candidates: Sequence[Candidate]) -> np.ndarray:
+    def score(
+        self, history: History, candidates: Sequence[Candidate], catalog: Catalog = None
+    ) -> np.ndarray:
         if self._ts is None:
             return np.log1p(np.array([float(self._pop.get(c.item_id, 0)) for c in candidates]))
         t_ref = float(history.timestamps[-1]) if history.timestamps else self._t_end
@@ -66,7 +69,8 @@ class FeatureBuilder:
     pointwise LLM ranker (logit as a feature, hidden state as ``h_LLM``).
 
     ``scorers`` maps a feature name to any object with ``score(history, candidates)``;
-    ``llm`` is a `PointwiseLLMRanker` (or None).
+    ``llm`` is a `PointwiseLLMRanker` (or None). A request's `catalog` (None: each
+    component's own) is forwarded to the scorers and the LLM.
     """
 
     def __init__(self, scorers: Mapping[str, Any], llm: Any | None = None, use_hidden: bool = True) -> None:
@@ -81,10 +85,17 @@ class FeatureBuilder:
         return list(self.scorers) + (["llm"] if self.llm is not None else [])
 
     def build(
-        self, history: History, candidates: Sequence[Candidate], labels: Sequence[float] | None = None
+        self,
+        history: History,
+        candidates: Sequence[Candidate],
+        labels: Sequence[float] | None = None,
+        *,
+        catalog: Catalog = None,
     ) -> tuple[FeatureList, dict[str, Any]]:
         """Features (and LLM diagnostics) for the candidates, in order."""
-        fls, diags = self.build_batch([history], [candidates], None if labels is None else [labels])
+        fls, diags = self.build_batch(
+            [history], [candidates], None if labels is None else [labels], catalog=catalog
+        )
         return fls[0], diags[0]
 
     def build_batch(
@@ -92,17 +103,20 @@ class FeatureBuilder:
         histories: Sequence[History],
         candidate_lists: Sequence[Sequence[Candidate]],
         labels: Sequence[Sequence[float]] | None = None,
+        *,
+        catalog: Catalog = None,
     ) -> tuple[list[FeatureList], list[dict[str, Any]]]:
         """`build` for many lists; scorers with a batched ``score_items(histories, item_lists)``
         (the CF retrievers) are asked once for the whole batch."""
         q = len(histories)
         cols: list[list[np.ndarray]] = [[] for _ in range(q)]
         item_lists = [[c.item_id for c in cands] for cands in candidate_lists]
+        kw = catalog_kwargs(catalog)
         for s in self.scorers.values():
             if hasattr(s, "score_items"):
                 got = s.score_items(list(histories), item_lists)
             else:
-                got = [s.score(h, c) for h, c in zip(histories, candidate_lists, strict=True)]
+                got = [s.score(h, c, **kw) for h, c in zip(histories, candidate_lists, strict=True)]
             for j in range(q):
                 cols[j].append(np.asarray(got[j], dtype=np.float64).reshape(len(item_lists[j])))
         out, diags = [], []
@@ -111,7 +125,7 @@ class FeatureBuilder:
             hidden = None
             diag: dict[str, Any] = {}
             if self.llm is not None:
-                logit, hid, diag = self.llm.score_with_hidden(histories[j], candidate_lists[j])
+                logit, hid, diag = self.llm.score_with_hidden(histories[j], candidate_lists[j], **kw)
                 cols[j].append(np.asarray(logit, dtype=np.float64).reshape(n))
                 hidden = np.asarray(hid, dtype=np.float32) if self.use_hidden else None
             trad = np.column_stack(cols[j]) if cols[j] else np.zeros((n, 0))

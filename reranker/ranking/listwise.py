@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..types import Candidate, History, Ranking
-from .llm_common import LLMRankerBase, dedupe
+from .llm_common import Catalog, LLMRankerBase, RankPrompts, dedupe, permutation_orders
 from .parsing import ParseResult, borda, parse_ranking
 
 
@@ -53,38 +53,63 @@ class ListwiseLLMRanker(LLMRankerBase):
         need = 3 * n + 4
         return min(need, self.max_new_tokens) if self.max_new_tokens else need
 
-    def _prompt(self, history: History, shown: list[dict], strict: bool) -> tuple[str, int]:
+    def build_prompts(
+        self,
+        history: History,
+        candidates: Sequence[Candidate],
+        catalog: Catalog = None,
+        *,
+        strict: bool = False,
+        orders: Sequence[Sequence[int]] | None = None,
+    ) -> RankPrompts:
+        """The prompts for ranking one window of candidates: one per shown order, candidates
+        numbered 1..n in the order shown, history trimmed oldest-first to leave room for the
+        answer. `orders` default to what `rank` shows a list that fits one window (the stage-1
+        order, then `permutations - 1` shuffles seeded with `seed`); `strict` is the retry
+        prompt. Lists longer than `window` are ranked window by window, each through here.
+        Items come from `catalog` (None: the ranker's own)."""
+        views = self.candidate_views(candidates, catalog)
+        n = len(views)
+        if orders is None:
+            orders = permutation_orders(n, self.permutations, random.Random(self.seed))
         tpl = self.prompts.get(self.template)
         context = self.context_view(history)
-        views = [dict(v, label=str(i + 1)) for i, v in enumerate(shown)]
+        hist = self.history_views(history, catalog)
+        labels = tuple(str(i + 1) for i in range(n))
+        prompts, kept = [], []
+        for order in orders:
+            shown = [dict(views[i], label=labels[j]) for j, i in enumerate(order)]
 
-        def render(hist: list[dict]) -> str:
-            return self.backend.chat_prompt(
-                tpl.render(history=hist, candidates=views, context=context, strict=strict, n=len(views))
-            )
+            def render(h: list[dict], shown: list[dict] = shown) -> str:
+                return self.backend.chat_prompt(
+                    tpl.render(history=h, candidates=shown, context=context, strict=strict, n=n)
+                )
 
-        return self.fit_history(render, self.history_views(history), self._max_new_tokens(len(views)))
+            prompt, k = self.fit_history(render, hist, self._max_new_tokens(n))
+            prompts.append(prompt)
+            kept.append(k)
+        return RankPrompts(tuple(prompts), tuple(tuple(o) for o in orders), labels, tuple(kept))
 
     def _rank_window(
-        self, history: History, views: list[dict], rng: random.Random, stats: dict[str, Any]
+        self, history: History, cands: list[Candidate], rng: random.Random, stats: dict[str, Any],
+        catalog: Catalog,
     ) -> tuple[list[int], list[float] | None]:
-        """Rank one window (views in current order). Returns (order of indices, Borda points)."""
-        return self._rank_windows([(history, views, rng, stats)])[0]
+        """Rank one window (candidates in current order). Returns (order of indices, Borda points)."""
+        return self._rank_windows([(history, cands, rng, stats)], catalog)[0]
 
     def _rank_windows(
-        self, jobs: Sequence[tuple[History, list[dict], random.Random, dict[str, Any]]]
+        self, jobs: Sequence[tuple[History, list[Candidate], random.Random, dict[str, Any]]], catalog: Catalog
     ) -> list[tuple[list[int], list[float] | None]]:
-        """Rank several windows (one per job: history, views, rng, stats) with one batched
+        """Rank several windows (one per job: history, candidates, rng, stats) with one batched
         `generate` for all their prompts and one for all their strict retries."""
         perms_of: list[list[list[int]]] = []
         prompts: list[str] = []
         owner: list[tuple[int, int]] = []  # prompt -> (job, permutation)
-        for j, (history, views, rng, stats) in enumerate(jobs):
-            n = len(views)
-            perms = [list(range(n))] + [rng.sample(range(n), n) for _ in range(self.permutations - 1)]
+        for j, (history, cands, rng, stats) in enumerate(jobs):
+            perms = permutation_orders(len(cands), self.permutations, rng)
             perms_of.append(perms)
-            for k, perm in enumerate(perms):
-                prompt, kept = self._prompt(history, [views[i] for i in perm], strict=False)
+            built = self.build_prompts(history, cands, catalog, orders=perms)
+            for k, (prompt, kept) in enumerate(zip(built.prompts, built.history_used, strict=True)):
                 prompts.append(prompt)
                 owner.append((j, k))
                 stats["history_used"] = min(stats.get("history_used", kept), kept)
@@ -99,7 +124,8 @@ class ListwiseLLMRanker(LLMRankerBase):
                 retry.append((j, k))
         if retry:
             retry_prompts = [
-                self._prompt(jobs[j][0], [jobs[j][1][i] for i in perms_of[j][k]], True)[0] for j, k in retry
+                self.build_prompts(jobs[j][0], jobs[j][1], catalog, strict=True, orders=[perms_of[j][k]]).prompts[0]
+                for j, k in retry
             ]
             regens = self._generate(retry_prompts, [self._max_new_tokens(len(jobs[j][1])) for j, _ in retry])
             for (j, k), g in zip(retry, regens, strict=True):
@@ -109,20 +135,20 @@ class ListwiseLLMRanker(LLMRankerBase):
                 if old is None or res.valid > old.valid:
                     results[j][k] = res
         out: list[tuple[list[int], list[float] | None]] = []
-        for j, (_, views, _, stats) in enumerate(jobs):
-            n = len(views)
+        for j, (_, cands, _, stats) in enumerate(jobs):
+            n = len(cands)
             orders = []
-            for perm, res in zip(perms_of[j], results[j], strict=True):
-                assert res is not None
-                for key, v in res.counts().items():
+            for perm, parsed in zip(perms_of[j], results[j], strict=True):
+                assert parsed is not None
+                for key, v in parsed.counts().items():
                     stats[key] += v
-                orders.append([perm[i] for i in res.order])  # shown position -> window index
+                orders.append([perm[i] for i in parsed.order])  # shown position -> window index
             stats["calls"] += len(perms_of[j])
             if len(orders) == 1:
                 out.append((orders[0], None))
                 continue
             points = borda(orders, n)
-            out.append((sorted(range(n), key=lambda i, p=points: (-p[i], i)), points))
+            out.append(([i for _, i in sorted((-points[i], i) for i in range(n))], points))
         return out
 
     def _generate(self, prompts: list[str], max_new: list[int]) -> list[Any]:
@@ -150,14 +176,14 @@ class ListwiseLLMRanker(LLMRankerBase):
         """How many users `rank_many` should get at once: one generate batch of prompts."""
         return max(1, self.backend.config.batch_size // self.permutations)
 
-    def _start(self, candidates: Sequence[Candidate]) -> tuple[list[Candidate], list[dict], dict[str, Any]]:
+    def _start(self, candidates: Sequence[Candidate], catalog: Catalog) -> tuple[list[Candidate], dict[str, Any]]:
         cands = dedupe(candidates)
         stats: dict[str, Any] = {
             "tokens_in": 0, "tokens_out": 0, "valid": 0, "hallucinated": 0, "duplicate": 0,
             "filled_in": 0, "retries": 0, "calls": 0, "raw": [],
         }
-        views = [self.item_view(it) for it in self.candidate_items(cands)] if cands else []
-        return cands, views, stats
+        self.candidate_items(cands, catalog)  # an unknown id fails before any generation
+        return cands, stats
 
     def _finish(
         self, cands: list[Candidate], current: list[int], points: list[float] | None,
@@ -176,56 +202,64 @@ class ListwiseLLMRanker(LLMRankerBase):
             return Ranking.from_scores(ids, [points[i] for i in current], diag)
         return Ranking.from_order(ids, diag)
 
-    def rank(self, history: History, candidates: Sequence[Candidate]) -> Ranking:
+    def rank(
+        self, history: History, candidates: Sequence[Candidate], catalog: Catalog = None
+    ) -> Ranking:
         t0 = time.perf_counter()
-        return self._rank_started(history, *self._start(candidates), t0)
+        return self._rank_started(history, *self._start(candidates, catalog), t0, catalog)
 
     def _rank_started(
-        self, history: History, cands: list[Candidate], views: list[dict], stats: dict[str, Any], t0: float
+        self, history: History, cands: list[Candidate], stats: dict[str, Any], t0: float, catalog: Catalog
     ) -> Ranking:
         n = len(cands)
         if n == 0:
             return Ranking((), {**self.base_diagnostics(), **stats})
         rng = random.Random(self.seed)
         if n <= self.window:
-            order, points = self._rank_window(history, views, rng, stats)
+            order, points = self._rank_window(history, cands, rng, stats, catalog)
             return self._finish(cands, order, points, stats, time.perf_counter() - t0)
         current = list(range(n))  # indices into cands, current order
         end = n
         while True:
             start = max(0, end - self.window)
             sub = current[start:end]
-            order, _ = self._rank_window(history, [views[i] for i in sub], rng, stats)
+            order, _ = self._rank_window(history, [cands[i] for i in sub], rng, stats, catalog)
             current[start:end] = [sub[j] for j in order]
             if start == 0:
                 break
             end -= self.step
         return self._finish(cands, current, None, stats, time.perf_counter() - t0)
 
-    def rank_many(self, requests: Sequence[tuple[History, Sequence[Candidate]]]) -> list[Ranking]:
+    def rank_many(
+        self, requests: Sequence[tuple[History, Sequence[Candidate]]], catalog: Catalog = None
+    ) -> list[Ranking]:
         """`rank` for several users at once: the prompts of every user whose list fits one
         window go through one batched `generate` (decoding a small model on a CPU is
         memory-bound: a step for 16 prompts costs a few times one prompt's step, not 16 times),
         then one for all their strict retries. Empty lists and lists longer than the window are
         ranked one by one (their `latency_s` is their own); the batched users' `latency_s` is
-        the whole call's wall time divided by the number of requests."""
+        the whole call's wall time divided by the number of requests. `catalog` holds the items
+        of every request (None: the ranker's own)."""
         t0 = time.perf_counter()
         out: list[Ranking | None] = [None] * len(requests)
         batch: list[int] = []
         started = []
         for i, (history, candidates) in enumerate(requests):
             t1 = time.perf_counter()
-            cands, views, stats = self._start(candidates)
+            cands, stats = self._start(candidates, catalog)
             if 0 < len(cands) <= self.window:
                 batch.append(i)
-                started.append((cands, views, stats))
+                started.append((cands, stats))
             else:
-                out[i] = self._rank_started(history, cands, views, stats, t1)
+                out[i] = self._rank_started(history, cands, stats, t1, catalog)
         if batch:
-            jobs = [(requests[i][0], views, random.Random(self.seed), stats) for i, (_, views, stats) in zip(batch, started, strict=True)]
-            ranked = self._rank_windows(jobs)
+            jobs = [
+                (requests[i][0], cands, random.Random(self.seed), stats)
+                for i, (cands, stats) in zip(batch, started, strict=True)
+            ]
+            ranked = self._rank_windows(jobs, catalog)
             per_user = (time.perf_counter() - t0) / len(requests)
-            for i, (cands, _, stats), (order, points) in zip(batch, started, ranked, strict=True):
+            for i, (cands, stats), (order, points) in zip(batch, started, ranked, strict=True):
                 out[i] = self._finish(cands, order, points, stats, per_user)
         return [r for r in out if r is not None]
 

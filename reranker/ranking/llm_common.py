@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from ..errors import DataError, ModelError
 from ..llm.base import LLMBackend, LLMConfig
 from ..llm.prompts import PromptLibrary, get_library
 from ..types import Candidate, History, Item
-from .base import dedupe  # noqa: F401  (re-exported for the LLM rankers)
+from .base import Catalog, dedupe  # noqa: F401  (re-exported for the LLM rankers)
 
 log = logging.getLogger(__name__)
 
-Catalog = Any  # Mapping[str, Item | dict] | Dataset (anything with .item(id)) | None
+#: distinct (item text, token budget) pairs whose truncation a ranker remembers
+TEXT_CACHE_SIZE = 8192
 
 
 def make_lookup(catalog: Catalog) -> Callable[[str], Item]:
@@ -54,11 +58,41 @@ def letter_labels(n: int) -> list[str]:
     return [chr(ord("A") + i) for i in range(n)]
 
 
+def permutation_orders(n: int, permutations: int, rng: random.Random) -> list[list[int]]:
+    """The orders a list is shown in: the stage-1 order first, then `permutations - 1` seeded
+    shuffles drawn from `rng`."""
+    return [list(range(n))] + [rng.sample(range(n), n) for _ in range(permutations - 1)]
+
+
+@dataclass(frozen=True)
+class RankPrompts:
+    """The prompts a list-wise LLM ranker sends for one candidate list, one per shown order.
+
+    `orders[k][j]` is the index (into the candidates given) of the candidate shown at position
+    j of prompt k, under the label `labels[j]` (the same labels in every prompt);
+    `history_used[k]` is how many history items prompt k kept (oldest are trimmed to fit).
+    """
+
+    prompts: tuple[str, ...]
+    orders: tuple[tuple[int, ...], ...]
+    labels: tuple[str, ...]
+    history_used: tuple[int, ...]
+
+    def label_of(self, k: int, i: int) -> str:
+        """The label candidate `i` carries in prompt `k`."""
+        return self.labels[self.orders[k].index(i)]
+
+
 class LLMRankerBase:
     """Base of the LLM rankers: owns the backend (loaded lazily), prompts and item views.
 
     `max_history` caps the history shown (most recent items); `max_prompt_tokens` caps the
     prompt below the model's context (history is trimmed oldest-first to fit, never candidates).
+
+    Stateless per request: `catalog` given here is the default; every scoring / ranking / prompt
+    method takes a request's own `catalog` and nothing of a request is stored on the ranker, so
+    one instance serves many threads. Each ranker's public `build_prompts` is the one place its
+    prompts are rendered (its own scoring code and fine-tuning examples use it).
     """
 
     name = "llm"
@@ -77,13 +111,14 @@ class LLMRankerBase:
         self.config = config or (backend.config if backend is not None else LLMConfig())
         self.max_prompt_tokens = max_prompt_tokens
         self._backend = backend
-        self.catalog = catalog
-        self.lookup = make_lookup(catalog)
+        self.catalog = catalog  # the default catalog (a setting); a request may pass its own
+        self._lookup = make_lookup(catalog)
         self.prompts = prompts or get_library(self.config.prompt_dir)
         if self.template:
             self.prompts.get(self.template)  # fail at start-up on a broken template
         self.max_history = max_history
-        self._text_cache: dict[str, str] = {}
+        # keyed by (text, budget): items of different catalogs can never collide; thread-safe
+        self._truncate = lru_cache(maxsize=TEXT_CACHE_SIZE)(self._truncate_text)
 
     @property
     def backend(self) -> LLMBackend:
@@ -93,12 +128,12 @@ class LLMRankerBase:
             self._backend = load_backend(self.config)
         return self._backend
 
-    def with_catalog(self, catalog: Catalog) -> LLMRankerBase:
-        """Point the ranker at another catalog (keeps the loaded model)."""
-        self.catalog = catalog
-        self.lookup = make_lookup(catalog)
-        self._text_cache.clear()
-        return self
+    def lookup(self, item_id: str, catalog: Catalog = None) -> Item:
+        """The item `item_id` of `catalog` (None: the ranker's own catalog)."""
+        return (self._lookup if catalog is None else make_lookup(catalog))(item_id)
+
+    def _truncate_text(self, text: str, n_tokens: int) -> str:
+        return self.backend.truncate_tokens(text, n_tokens)
 
     # ---------------------------------------------------------------- views
     def item_view(self, item: Item, label: str | None = None, with_text: bool = True) -> dict:
@@ -107,7 +142,8 @@ class LLMRankerBase:
         `attrs` spells the attributes as `key: value`; `details` is the compact form the
         built-in templates show in brackets after the title: category and attribute values
         (`Drama, 1995`), which costs about a quarter fewer tokens per item."""
-        attrs, values = [], []
+        attrs: list[str] = []
+        values: list[str] = []
         for k, v in list(item.attrs.items()):
             if len(attrs) >= self.config.max_attrs:
                 break
@@ -118,12 +154,7 @@ class LLMRankerBase:
             values.append(sv[:40])
         text = ""
         if with_text and item.text and self.config.item_text_tokens > 0:
-            key = item.item_id
-            if key not in self._text_cache:
-                self._text_cache[key] = self.backend.truncate_tokens(
-                    " ".join(item.text.split()), self.config.item_text_tokens
-                )
-            text = self._text_cache[key]
+            text = self._truncate(" ".join(item.text.split()), self.config.item_text_tokens)
         return {
             "id": item.item_id,
             "label": label or "",
@@ -135,12 +166,13 @@ class LLMRankerBase:
             "rating": None,
         }
 
-    def history_views(self, history: History) -> list[dict]:
+    def history_views(self, history: History, catalog: Catalog = None) -> list[dict]:
         """The most recent `max_history` history items, oldest first (without descriptions)."""
         h = history.last(self.max_history)
+        lookup = self._lookup if catalog is None else make_lookup(catalog)
         views = []
         for i, item_id in enumerate(h.items):
-            v = self.item_view(self.lookup(item_id), with_text=False)
+            v = self.item_view(lookup(item_id), with_text=False)
             if h.ratings is not None:
                 v["rating"] = f"{h.ratings[i]:g}"
             views.append(v)
@@ -151,8 +183,14 @@ class LLMRankerBase:
         """History.context (time, device, session intent ...) as strings for the prompt."""
         return {str(k): str(v) for k, v in (history.context or {}).items() if v not in (None, "")}
 
-    def candidate_items(self, candidates: Sequence[Candidate]) -> list[Item]:
-        return [self.lookup(c.item_id) for c in candidates]
+    def candidate_items(self, candidates: Sequence[Candidate], catalog: Catalog = None) -> list[Item]:
+        """The candidates' items from `catalog` (None: the ranker's own), in order."""
+        lookup = self._lookup if catalog is None else make_lookup(catalog)
+        return [lookup(c.item_id) for c in candidates]
+
+    def candidate_views(self, candidates: Sequence[Candidate], catalog: Catalog = None) -> list[dict]:
+        """`item_view` of each candidate (with its truncated description), in order."""
+        return [self.item_view(it) for it in self.candidate_items(candidates, catalog)]
 
     def fit_history(
         self,
@@ -189,4 +227,12 @@ class LLMRankerBase:
         return {"ranker": self.name, "model": self.config.model}
 
 
-__all__ = ["LLMRankerBase", "make_lookup", "dedupe", "letter_labels", "Catalog"]
+__all__ = [
+    "Catalog",
+    "LLMRankerBase",
+    "RankPrompts",
+    "dedupe",
+    "letter_labels",
+    "make_lookup",
+    "permutation_orders",
+]

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..types import Candidate, History, Ranking
-from .llm_common import LLMRankerBase, dedupe
+from .llm_common import Catalog, LLMRankerBase, dedupe
 
 
 class PointwiseLLMRanker(LLMRankerBase):
@@ -25,12 +25,14 @@ class PointwiseLLMRanker(LLMRankerBase):
     template = "score_pointwise"
     labels = ("Yes", "No")
 
-    def build_prompts(self, history: History, candidates: Sequence[Candidate]) -> tuple[list[str], int]:
+    def build_prompts(
+        self, history: History, candidates: Sequence[Candidate], catalog: Catalog = None
+    ) -> tuple[list[str], int]:
         """One full chat prompt per candidate (same history, trimmed to fit), and the number of
-        history items kept."""
+        history items kept. Items come from `catalog` (None: the ranker's own)."""
         tpl = self.prompts.get(self.template)
         context = self.context_view(history)
-        cand_views = [self.item_view(it) for it in self.candidate_items(candidates)]
+        cand_views = self.candidate_views(candidates, catalog)
         if not cand_views:
             return [], 0
         longest = max(cand_views, key=lambda v: len(v["title"]) + len(v["text"]) + len(v["attrs"]))
@@ -38,17 +40,17 @@ class PointwiseLLMRanker(LLMRankerBase):
         def render(hist: list[dict], cand: dict = longest) -> str:
             return self.backend.chat_prompt(tpl.render(history=hist, candidate=cand, context=context))
 
-        _, kept = self.fit_history(render, self.history_views(history), reserve_tokens=1)
-        hist = self.history_views(history)
+        hist = self.history_views(history, catalog)
+        _, kept = self.fit_history(render, hist, reserve_tokens=1)
         hist = hist[len(hist) - kept :] if kept else []
         return [render(hist, v) for v in cand_views], kept
 
     def score_with_hidden(
-        self, history: History, candidates: Sequence[Candidate]
+        self, history: History, candidates: Sequence[Candidate], catalog: Catalog = None
     ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
         """(scores, hidden states (n, hidden_size), diagnostics)."""
         t0 = time.perf_counter()
-        prompts, kept = self.build_prompts(history, candidates)
+        prompts, kept = self.build_prompts(history, candidates, catalog)
         if not prompts:
             return np.zeros(0), np.zeros((0, 0)), self.base_diagnostics()
         res = self.backend.score_prompts(prompts, list(self.labels), return_hidden=True)
@@ -62,17 +64,21 @@ class PointwiseLLMRanker(LLMRankerBase):
         }
         return scores, res.hidden, diag
 
-    def score(self, history: History, candidates: Sequence[Candidate]) -> np.ndarray:
+    def score(
+        self, history: History, candidates: Sequence[Candidate], catalog: Catalog = None
+    ) -> np.ndarray:
         """logit(Yes) - logit(No) for each candidate, in the given order."""
-        prompts, _ = self.build_prompts(history, candidates)
+        prompts, _ = self.build_prompts(history, candidates, catalog)
         if not prompts:
             return np.zeros(0)
         res = self.backend.score_prompts(prompts, list(self.labels))
         return res.logits[:, 0] - res.logits[:, 1]
 
-    def rank(self, history: History, candidates: Sequence[Candidate]) -> Ranking:
+    def rank(
+        self, history: History, candidates: Sequence[Candidate], catalog: Catalog = None
+    ) -> Ranking:
         cands = dedupe(candidates)
-        scores, _, diag = self.score_with_hidden(history, cands)
+        scores, _, diag = self.score_with_hidden(history, cands, catalog)
         return Ranking.from_scores([c.item_id for c in cands], list(scores), diag)
 
 

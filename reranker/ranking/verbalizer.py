@@ -10,7 +10,14 @@ from typing import Any
 import numpy as np
 
 from ..types import Candidate, History, Ranking
-from .llm_common import LLMRankerBase, dedupe, letter_labels
+from .llm_common import (
+    Catalog,
+    LLMRankerBase,
+    RankPrompts,
+    dedupe,
+    letter_labels,
+    permutation_orders,
+)
 
 
 class VerbalizerLLMRanker(LLMRankerBase):
@@ -33,27 +40,49 @@ class VerbalizerLLMRanker(LLMRankerBase):
         self.permutations = permutations
         self.seed = seed
 
-    def _score_chunk(
-        self, history: History, views: list[dict], rng: random.Random, stats: dict[str, Any]
-    ) -> np.ndarray:
+    def build_prompts(
+        self,
+        history: History,
+        candidates: Sequence[Candidate],
+        catalog: Catalog = None,
+        *,
+        orders: Sequence[Sequence[int]] | None = None,
+    ) -> RankPrompts:
+        """The prompts scoring one chunk of at most `max_labels` candidates: one per shown
+        order, candidates lettered A, B, ... in the order shown, history trimmed oldest-first to
+        fit. `orders` default to what `score` shows a list of at most `max_labels` candidates
+        (the stage-1 order, then `permutations - 1` shuffles seeded with `seed`). Items come
+        from `catalog` (None: the ranker's own)."""
+        views = self.candidate_views(candidates, catalog)
         n = len(views)
-        labels = letter_labels(n)
+        labels = tuple(letter_labels(n))
+        if orders is None:
+            orders = permutation_orders(n, self.permutations, random.Random(self.seed))
         tpl = self.prompts.get(self.template)
         context = self.context_view(history)
-        perms = [list(range(n))] + [rng.sample(range(n), n) for _ in range(self.permutations - 1)]
-        prompts = []
-        for perm in perms:
-            shown = [dict(views[i], label=labels[j]) for j, i in enumerate(perm)]
+        hist = self.history_views(history, catalog)
+        prompts, kept = [], []
+        for order in orders:
+            shown = [dict(views[i], label=labels[j]) for j, i in enumerate(order)]
 
-            def render(hist: list[dict], shown: list[dict] = shown) -> str:
-                return self.backend.chat_prompt(
-                    tpl.render(history=hist, candidates=shown, context=context)
-                )
+            def render(h: list[dict], shown: list[dict] = shown) -> str:
+                return self.backend.chat_prompt(tpl.render(history=h, candidates=shown, context=context))
 
-            prompt, kept = self.fit_history(render, self.history_views(history), 1)
-            stats["history_used"] = min(stats.get("history_used", kept), kept)
+            prompt, k = self.fit_history(render, hist, 1)
             prompts.append(prompt)
-        res = self.backend.score_prompts(prompts, labels)
+            kept.append(k)
+        return RankPrompts(tuple(prompts), tuple(tuple(o) for o in orders), labels, tuple(kept))
+
+    def _score_chunk(
+        self, history: History, cands: list[Candidate], rng: random.Random, stats: dict[str, Any],
+        catalog: Catalog,
+    ) -> np.ndarray:
+        n = len(cands)
+        perms = permutation_orders(n, self.permutations, rng)
+        built = self.build_prompts(history, cands, catalog, orders=perms)
+        for kept in built.history_used:
+            stats["history_used"] = min(stats.get("history_used", kept), kept)
+        res = self.backend.score_prompts(list(built.prompts), list(built.labels))
         stats["tokens_in"] += res.tokens_in
         logits = res.logits - res.logits.max(axis=1, keepdims=True)
         logp = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
@@ -63,27 +92,33 @@ class VerbalizerLLMRanker(LLMRankerBase):
         stats["calls"] += 1
         return scores / len(perms)
 
-    def score(self, history: History, candidates: Sequence[Candidate]) -> np.ndarray:
+    def score(
+        self, history: History, candidates: Sequence[Candidate], catalog: Catalog = None
+    ) -> np.ndarray:
         """Mean log-probability of each candidate's label (in the given order)."""
-        return self._score(history, list(candidates), self._stats())[0]
+        return self._score(history, list(candidates), self._stats(), catalog)[0]
 
     @staticmethod
     def _stats() -> dict[str, Any]:
         return {"tokens_in": 0, "tokens_out": 0, "calls": 0}
 
-    def _score(self, history, cands, stats) -> tuple[np.ndarray, dict[str, Any]]:
-        views = [self.item_view(it) for it in self.candidate_items(cands)]
+    def _score(
+        self, history: History, cands: list[Candidate], stats: dict[str, Any], catalog: Catalog
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        self.candidate_items(cands, catalog)  # an unknown id fails before any forward pass
         rng = random.Random(self.seed)
         parts = [
-            self._score_chunk(history, views[s : s + self.max_labels], rng, stats)
-            for s in range(0, len(views), self.max_labels)
+            self._score_chunk(history, cands[s : s + self.max_labels], rng, stats, catalog)
+            for s in range(0, len(cands), self.max_labels)
         ]
         return (np.concatenate(parts) if parts else np.zeros(0)), stats
 
-    def rank(self, history: History, candidates: Sequence[Candidate]) -> Ranking:
+    def rank(
+        self, history: History, candidates: Sequence[Candidate], catalog: Catalog = None
+    ) -> Ranking:
         t0 = time.perf_counter()
         cands = dedupe(candidates)
-        scores, stats = self._score(history, cands, self._stats())
+        scores, stats = self._score(history, cands, self._stats(), catalog)
         diag = {
             **self.base_diagnostics(),
             **stats,

@@ -1,6 +1,7 @@
-"""Stage 1: candidate retrieval (ItemCF, UserCF, popularity) and kNN rating prediction."""
+"""Stage 1: candidate retrieval (ItemCF, UserCF, popularity) and kNN rating prediction.
+Build any of them by name through `reranker.registry.RETRIEVERS`."""
 
-from .base import Retriever
+from .base import CandidateScorer, Retriever
 from .knn import (
     BatchPrediction,
     ItemCF,
@@ -9,11 +10,11 @@ from .knn import (
     Prediction,
     UserCF,
     UserCFConfig,
-    make_retriever,
 )
 from .popularity import PopularityConfig, PopularityRetriever
 
 __all__ = [
+    "CandidateScorer",
     "Retriever",
     "ItemCF",
     "UserCF",
@@ -24,5 +25,4 @@ __all__ = [
     "BatchPrediction",
     "PopularityRetriever",
     "PopularityConfig",
-    "make_retriever",
 ]

@@ -106,12 +106,12 @@ class FittedIndex:
         """Internal index of a training user, -1 when unknown (or None)."""
         if user_id is None:
             return -1
-        loc = self.user_index.get_indexer([str(user_id)])[0]
+        loc = self.user_index.get_indexer(pd.Index([str(user_id)]))[0]
         return int(loc)
 
     def item_idx(self, item_id: str) -> int:
         """Internal index of a catalog item, -1 when unknown."""
-        return int(self.item_index.get_indexer([str(item_id)])[0])
+        return int(self.item_index.get_indexer(pd.Index([str(item_id)]))[0])
 
     def knows_user(self, user_id: str) -> bool:
         self._check_fitted()
@@ -131,11 +131,13 @@ class FittedIndex:
         training row's value or the global mean.
         """
         q = len(histories)
-        uidx = self.user_index.get_indexer([str(h.user_id) if h.user_id is not None else "\0" for h in histories])
+        uidx = self.user_index.get_indexer(
+            pd.Index([str(h.user_id) if h.user_id is not None else "\0" for h in histories])
+        )
         uidx = np.where(np.array([h.user_id is None for h in histories], dtype=bool), -1, uidx)
         lens = np.fromiter((len(h.items) for h in histories), dtype=np.int64, count=q)
         all_items = [i for h in histories for i in h.items]
-        hcols = self.item_index.get_indexer(all_items) if all_items else np.zeros(0, np.int64)
+        hcols = self.item_index.get_indexer(pd.Index(all_items)) if all_items else np.zeros(0, np.int64)
         hrows = np.repeat(np.arange(q), lens)
         explicit = self.rating_scale is not None
         if explicit:
@@ -263,7 +265,7 @@ class FittedIndex:
     # ------------------------------------------------------------------ public retrieval
     def retrieve(self, history: History, n: int, exclude_seen: bool = True) -> list[Candidate]:
         """Top-n candidates for one history, best first (see `retrieve_batch`)."""
-        return self.retrieve_batch([history], n, exclude_seen)[0]
+        return self.retrieve_arrays([history], n, exclude_seen).to_candidates()[0]
 
     def retrieve_batch(
         self,
@@ -309,7 +311,7 @@ class FittedIndex:
         full = self.cf_scores(P, uidx)
         out = []
         for row, ids in enumerate(item_ids):
-            idx = self.item_index.get_indexer([str(i) for i in ids])
+            idx = self.item_index.get_indexer(pd.Index([str(i) for i in ids]))
             vals = self.pop_norm if full is None else full[row]
             out.append(np.where(idx >= 0, vals[np.maximum(idx, 0)], 0.0).astype(np.float64))
         return out
@@ -325,7 +327,7 @@ class FittedIndex:
         get an empty profile, i.e. popular items)."""
         self._check_fitted()
         check_n(n)
-        uidx = self.user_index.get_indexer([str(u) for u in user_ids]).astype(np.int64)
+        uidx = self.user_index.get_indexer(pd.Index([str(u) for u in user_ids])).astype(np.int64)
         if len(uidx) == 0:
             return CandidateBatch.empty()
         rows = self.R[np.maximum(uidx, 0)]

@@ -9,9 +9,9 @@ from ..data.dataset import Dataset
 from ..errors import ConfigError, DataError
 from ..types import History
 from ._fitted import FittedIndex
+from .similarity import ITEM_ONLY_SIMILARITIES, SIMILARITIES
 
 MODELS = ("itemcf", "usercf", "popular")
-SIMILARITIES = ("cosine", "pearson", "adjusted_cosine")
 
 
 def build_retriever(
@@ -21,25 +21,24 @@ def build_retriever(
     k: int = 20,
     feedback: str = "auto",
 ) -> FittedIndex:
-    """Build and fit a retriever by name; bad combinations raise ConfigError."""
-    from .knn import make_retriever
+    """Build and fit a retriever by name through the registry; bad combinations raise
+    ConfigError naming the option."""
+    from ..registry import RETRIEVERS, BuildContext
 
     if model not in MODELS:
         raise ConfigError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
     if model == "popular":
         if similarity is not None:
             raise ConfigError("--similarity does not apply to the popularity model")
-        return make_retriever("popular").fit(data)
+        return RETRIEVERS.build({"type": "popular"}, BuildContext(fit_data=data))
     if similarity is not None and similarity not in SIMILARITIES:
         raise ConfigError(f"unknown similarity {similarity!r}; choose one of {', '.join(SIMILARITIES)}")
-    if model == "usercf" and similarity == "adjusted_cosine":
-        raise ConfigError("similarity 'adjusted_cosine' is supported by itemcf only (usercf: cosine, pearson)")
-    if feedback == "auto":
-        feedback = "explicit" if data.has_ratings else "implicit"
-    opts: dict[str, Any] = {"k": k, "feedback": feedback}
+    if model == "usercf" and similarity in ITEM_ONLY_SIMILARITIES:
+        raise ConfigError(f"similarity {similarity!r} is supported by itemcf only (usercf: cosine, pearson)")
+    opts: dict[str, Any] = {"type": model, "k": k, "feedback": feedback}
     if similarity is not None:
         opts["similarity"] = similarity
-    return make_retriever(model, **opts).fit(data)
+    return RETRIEVERS.build(opts, BuildContext(fit_data=data))
 
 
 def candidates(

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 class PopularityConfig(BaseConfig):
     """Popularity = number of distinct users who interacted with the item in the fit data."""
 
-    kind: Literal["popular"] = "popular"
+    type: Literal["popular"] = "popular"
 
 
 class PopularityRetriever(FittedIndex):

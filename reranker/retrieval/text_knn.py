@@ -61,7 +61,7 @@ ItemEmbeddings = Any
 class TItemCFConfig(ItemCFConfig):
     """T-ItemCF options: the ItemCF ones plus the text weight ``mu``."""
 
-    kind: Literal["t-itemcf"] = "t-itemcf"  # type: ignore[assignment]
+    type: Literal["t-itemcf"] = "t-itemcf"  # type: ignore[assignment]
     mu: float = Field(0.3, ge=0.0, le=1.0, description="weight of the text cosine (0: plain ItemCF)")
     center_embeddings: bool = Field(
         False, description="subtract the catalog's mean embedding before the cosine"
@@ -71,7 +71,7 @@ class TItemCFConfig(ItemCFConfig):
 class TUserCFConfig(UserCFConfig):
     """T-UserCF options: the UserCF ones plus ``mu`` and how profile embeddings are pooled."""
 
-    kind: Literal["t-usercf"] = "t-usercf"  # type: ignore[assignment]
+    type: Literal["t-usercf"] = "t-usercf"  # type: ignore[assignment]
     mu: float = Field(0.3, ge=0.0, le=1.0, description="weight of the text cosine (0: plain UserCF)")
     center_embeddings: bool = Field(
         False, description="subtract the catalog's mean item embedding before pooling / cosine"
@@ -174,7 +174,7 @@ class _TextMixin:
     def set_embeddings(self, item_embeddings: ItemEmbeddings) -> Self:
         """Replace the embedding source (takes effect at the next `fit`)."""
         self._embedding_source = item_embeddings
-        return self  # type: ignore[return-value]
+        return self
 
     @property
     def mu(self) -> float:

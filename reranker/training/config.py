@@ -79,6 +79,13 @@ class FinetuneConfig(BaseConfig):
     max_minutes: float | None = Field(None, gt=0)
     """Wall-clock budget: stop (and save) after this many minutes of training."""
     seed: int = 0
+    ties: Literal["random", "item_id"] = "random"
+    """How a user's interactions in the same second are ordered for the split, the example
+    histories and the next-item targets: a seeded random permutation (``random``) or item id
+    (``item_id``, the rule before issue 17). Train with the rule the adapter will be evaluated
+    with (the experiment's ``protocol.ties``), or its test items can be training targets."""
+    tie_seed: int = Field(0, ge=0)
+    """The seed of ``ties: random`` (like the experiment's ``protocol.tie_seed``)."""
     dtype: Literal["auto", "bf16", "fp32"] = "auto"
     threads: int | None = Field(None, ge=1)
     item_text_tokens: int = Field(0, ge=0)

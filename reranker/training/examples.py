@@ -6,12 +6,16 @@ the example shows the (capped) history before p, and a candidate list holding th
 retriever fitted on the training split, the prefix passed as an ad-hoc history so no later
 item informs it) mixed with uniformly drawn items the user never touched, shuffled (seeded).
 
+Order: the training histories come from `split.train` (`Dataset.histories`), so ties in time
+follow the dataset's `tie_order` (`FinetuneConfig.ties` / `tie_seed`), the same order as the
+split's validation and test targets.
+
 Leakage rule: a user's validation and test items (and every later item of theirs) never appear
 as a negative, and the validation/test items never appear in any example of that user at all.
 
-Examples are rendered to text by the rankers' own prompt code (`PointwiseLLMRanker.build_prompts`,
-`ListwiseLLMRanker._prompt`, the verbalizer template with the ranker's views and history
-fitting), so the model is trained on exactly the prompts it will see at inference:
+Examples are rendered to text by the rankers' public prompt method (`build_prompts` of the
+pointwise, listwise and verbalizer rankers, candidates shown in stage-1 order), so the model is
+trained on exactly the prompts it will see at inference:
 
 - pointwise: "Yes" for the next item, "No" for each of `pointwise_negatives` sampled negatives;
 - verbalizer: the letter of the next item;
@@ -28,6 +32,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -133,7 +138,7 @@ def build_examples(split, config: ExampleConfig, seed: int = 0, retriever=None) 
         )
 
     if retriever is None:
-        retriever = make_retriever(config).fit(train)
+        retriever = make_retriever(config, train)
     n_neg = config.n_candidates - 1
     n_cf = int(round(n_neg * config.cf_fraction))
     # ad-hoc (user_id=None) prefix histories: CF sees only what came before the target
@@ -166,7 +171,7 @@ def build_examples(split, config: ExampleConfig, seed: int = 0, retriever=None) 
     )
     out = []
     for e, s in zip(examples, scores, strict=True):
-        order = sorted(range(len(e.cf_order)), key=lambda i, s=s: (-float(s[i]), i))
+        order = [i for _, i in sorted((-float(s[i]), i) for i in range(len(e.cf_order)))]
         out.append(
             Example(e.user_id, e.position, e.history, e.candidates, e.target,
                     tuple(e.cf_order[i] for i in order))
@@ -184,31 +189,25 @@ def _subset(h: History, keep: Sequence[int]) -> History:
     )
 
 
-def make_retriever(config: ExampleConfig):
-    """The CF retriever named by the config (implicit feedback)."""
-    from ..retrieval.knn import ItemCF, ItemCFConfig, UserCF, UserCFConfig
+def make_retriever(config: ExampleConfig, train: Any) -> Any:
+    """The CF retriever named by the config (implicit feedback), built through the registry and
+    fitted on the training split."""
+    from ..registry import RETRIEVERS, BuildContext
 
-    if config.retriever == "usercf":
-        return UserCF(UserCFConfig(k=config.retriever_k, feedback="implicit"))
-    return ItemCF(ItemCFConfig(k=config.retriever_k, feedback="implicit"))
+    spec = {"type": config.retriever, "k": config.retriever_k, "feedback": "implicit"}
+    return RETRIEVERS.build(spec, BuildContext(fit_data=train))
 
 
 # ----------------------------------------------------------------------------- rendering
-RANKER_CLASSES: dict[str, tuple[str, str]] = {
-    "pointwise": ("reranker.ranking.pointwise", "PointwiseLLMRanker"),
-    "verbalizer": ("reranker.ranking.verbalizer", "VerbalizerLLMRanker"),
-    "listwise": ("reranker.ranking.listwise", "ListwiseLLMRanker"),
-}
+def make_ranker(mode: Mode, backend: Any, catalog: Any, max_history: int, max_prompt_tokens: int | None,
+                **options: Any) -> Any:
+    """The inference ranker of `mode` over `backend` (the registry's LLM ranker with the
+    backend's model settings; used for rendering and validation)."""
+    from ..registry import MODE_TO_TYPE, RANKERS, BuildContext
 
-
-def make_ranker(mode: Mode, backend, catalog, max_history: int, max_prompt_tokens: int | None, **kwargs):
-    """The inference ranker of `mode` over `backend` (used for rendering and validation)."""
-    import importlib
-
-    module, name = RANKER_CLASSES[mode]
-    cls = getattr(importlib.import_module(module), name)
-    return cls(backend=backend, catalog=catalog, max_history=max_history,
-               max_prompt_tokens=max_prompt_tokens, **kwargs)
+    spec = {**backend.config.model_dump(), "type": MODE_TO_TYPE[mode], "max_history": max_history,
+            "max_prompt_tokens": max_prompt_tokens, **options}
+    return RANKERS.build(spec, BuildContext(catalog=catalog, backend=backend), where="ranker")
 
 
 def render_example(ranker, mode: Mode, example: Example, rng: np.random.Generator,
@@ -221,25 +220,14 @@ def render_example(ranker, mode: Mode, example: Example, rng: np.random.Generato
         picked = [negs[i] for i in sorted(rng.choice(len(negs), size=k, replace=False).tolist())]
         prompts, _ = ranker.build_prompts(example.history, [Candidate(example.target, 0.0, "train"), *picked])
         return [(prompts[0], ranker.labels[0])] + [(p, ranker.labels[1]) for p in prompts[1:]]
-    views = [ranker.item_view(it) for it in ranker.candidate_items(cands)]
     pos = {c.item_id: j for j, c in enumerate(cands)}
+    built = ranker.build_prompts(example.history, cands, orders=[list(range(len(cands)))])
     if mode == "verbalizer":
-        from ..ranking.llm_common import letter_labels
-
-        labels = letter_labels(len(views))
-        shown = [dict(v, label=labels[j]) for j, v in enumerate(views)]
-        tpl = ranker.prompts.get(ranker.template)
-        context = ranker.context_view(example.history)
-
-        def render(hist: list[dict]) -> str:
-            return ranker.backend.chat_prompt(tpl.render(history=hist, candidates=shown, context=context))
-
-        prompt, _ = ranker.fit_history(render, ranker.history_views(example.history), 1)
-        return [(prompt, labels[pos[example.target]])]
+        return [(built.prompts[0], built.label_of(0, pos[example.target]))]
     # listwise (PALR): numbers of the target first, then the rest in CF order
-    prompt, _ = ranker._prompt(example.history, views, strict=False)
     order = [example.target, *example.cf_order]
-    answer = ", ".join(str(pos[i] + 1) for i in order)
+    answer = ", ".join(built.label_of(0, pos[i]) for i in order)
+    prompt = built.prompts[0]
     return [(prompt, answer)]
 
 

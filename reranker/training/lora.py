@@ -127,7 +127,13 @@ def read_record(adapter: str | Path) -> dict[str, Any]:
     rec = p / RECORD
     if not rec.is_file():
         return {}
-    return json.loads(rec.read_text())
+    try:
+        record = json.loads(rec.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:  # unreadable, not UTF-8 or not JSON
+        raise ModelError(f"{rec}: not a readable adapter record: {type(e).__name__}: {e}") from None
+    if not isinstance(record, dict):
+        raise ModelError(f"{rec}: the adapter record must be a JSON object")
+    return record
 
 
 def merge_adapter(adapter: str | Path, out_dir: str | Path, base: str | None = None,
@@ -154,9 +160,14 @@ def merge_adapter(adapter: str | Path, out_dir: str | Path, base: str | None = N
     if dtype not in ("bf16", "fp32"):
         raise ConfigError(f"merge dtype must be bf16 or fp32, got {dtype!r}")
     torch_dtype = torch.bfloat16 if dtype == "bf16" else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=torch_dtype,
-                                                 local_files_only=resolved.offline)
-    tok = AutoTokenizer.from_pretrained(resolved.path, local_files_only=resolved.offline)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=torch_dtype,
+                                                     local_files_only=resolved.offline)
+        tok = AutoTokenizer.from_pretrained(resolved.path, local_files_only=resolved.offline)
+    except (OSError, ValueError, KeyError) as e:  # a base folder that is not a loadable model
+        raise ModelError(
+            f"could not load base model {spec!r} from {resolved.path}: {type(e).__name__}: {' '.join(str(e).split())}"
+        ) from e
     merged = apply_adapter(model, str(adapter), merge=True)
 
     def write(tmp: Path) -> None:

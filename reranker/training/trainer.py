@@ -75,6 +75,11 @@ def load_config(config: FinetuneConfig | dict | str | Path) -> tuple[FinetuneCon
 
 
 def load_dataset(cfg: FinetuneConfig, base_dirs: list[Path]):
+    """The config's data, with its order of ties in time (``ties`` / ``tie_seed``) set."""
+    return _load_raw(cfg, base_dirs).with_tie_order(cfg.ties, cfg.tie_seed)
+
+
+def _load_raw(cfg: FinetuneConfig, base_dirs: list[Path]):
     spec = cfg.data
     if spec.path is not None:
         from ..data.loaders import load

@@ -1,0 +1,96 @@
+"""Config models of the stage-2 components that have no module-level config of their own:
+the LLM rankers (an `LLMConfig` plus the ranker's own options, one flat mapping as in every
+YAML so far) and the learned-fusion row of an experiment. Light: pydantic only."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from ..config import BaseConfig
+from ..llm.base import LLMConfig
+from ..retrieval.knn import ItemCFConfig, UserCFConfig
+from .bert import BertScorerConfig
+from .learned import LearnedFusionConfig
+
+
+class LLMRankerConfig(LLMConfig):
+    """The model settings (`LLMConfig`, inherited field by field) plus what every LLM ranker
+    takes: how much history it shows and an optional prompt-token cap."""
+
+    max_history: int = Field(20, ge=0, description="most recent history items shown")
+    max_prompt_tokens: int | None = Field(
+        None, ge=16, description="cap on a prompt's tokens below the model's context (None: the context)"
+    )
+
+    def llm_config(self) -> LLMConfig:
+        """The `LLMConfig` part (what loads and runs the model; the LLM cache keys on it)."""
+        return LLMConfig(**{k: getattr(self, k) for k in LLMConfig.model_fields})
+
+    def ranker_options(self) -> dict[str, object]:
+        """The ranker's own keyword options (everything that is not an `LLMConfig` field)."""
+        skip = {*LLMConfig.model_fields, "type"}
+        return {k: getattr(self, k) for k in type(self).model_fields if k not in skip}
+
+
+class PointwiseConfig(LLMRankerConfig):
+    """Pointwise Yes/No scoring: logit(Yes) - logit(No) per candidate."""
+
+    type: Literal["llm-pointwise"] = "llm-pointwise"
+
+
+class VerbalizerConfig(LLMRankerConfig):
+    """LlamaRec-style verbalizer over lettered candidates."""
+
+    type: Literal["llm-verbalizer"] = "llm-verbalizer"
+    permutations: int = Field(1, ge=1, description="seeded shuffles averaged against position bias")
+    seed: int = 0
+
+
+class ListwiseConfig(LLMRankerConfig):
+    """PALR select-and-rank with strict parsing, permutation bootstrapping, sliding windows."""
+
+    type: Literal["llm-listwise"] = "llm-listwise"
+    permutations: int = Field(1, ge=1, description="orders shown per window, merged with Borda counts")
+    window: int = Field(20, ge=2, description="candidates per window (RankGPT-style sliding window)")
+    step: int = Field(10, ge=1, description="window step")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _step_in_window(self) -> ListwiseConfig:
+        if self.step > self.window:
+            raise ValueError(f"step ({self.step}) must be <= window ({self.window})")
+        return self
+
+
+LLMRankerConfigs = PointwiseConfig | ListwiseConfig | VerbalizerConfig
+
+
+class LearnedFusionParams(BaseConfig):
+    """A learned-fusion row of an experiment: the head over CF / popularity / recency / BERT
+    (and optionally the pointwise LLM's logit + hidden state), fitted on the validation stage.
+    ``itemcf`` / ``usercf`` / ``bert`` / ``llm`` null switch that feature off."""
+
+    type: Literal["learned-fusion"] = "learned-fusion"
+    itemcf: ItemCFConfig | None = Field(default_factory=lambda: ItemCFConfig(k=20, feedback="implicit"))
+    usercf: UserCFConfig | None = Field(default_factory=lambda: UserCFConfig(k=20, feedback="implicit"))
+    popularity: bool = True
+    recency_days: float | None = Field(30.0, ge=0, description="recency feature window (0 or null: off)")
+    bert: BertScorerConfig | None = None
+    llm: PointwiseConfig | None = None
+    head: LearnedFusionConfig = Field(default_factory=LearnedFusionConfig)
+    train_users: int | None = Field(None, ge=1, description="validation users the head is fitted on (None: all)")
+    negatives: Literal["random", "retrieved", "mixed"] = "random"
+    n_negatives: int = Field(19, ge=1)
+    history_cap: int = Field(20, ge=1)
+
+
+__all__ = [
+    "LLMRankerConfig",
+    "LLMRankerConfigs",
+    "LearnedFusionParams",
+    "ListwiseConfig",
+    "PointwiseConfig",
+    "VerbalizerConfig",
+]
