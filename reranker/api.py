@@ -4,30 +4,45 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from pydantic import Field, model_validator
 
 from .config import BaseConfig
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, UnknownIdError
 from .explain import ExplainerConfig
+from .ranking.base import ItemListing
 from .ranking.configs import PointwiseConfig
 from .ranking.llm_common import Catalog, make_lookup
 from .registry import LLM_RANKER_TYPES, MODE_TO_TYPE, RANKERS, BuildContext
+from .request_checks import given_id, product_fields, reject_ambiguous_ids
 from .types import Candidate, History, Item, Ranking
 
 Mode = Literal["pointwise", "listwise", "verbalizer"]
+MAX_CANDIDATES = 1000
+"""Default cap on the candidates of one request (`RerankerConfig.max_candidates`)."""
+MAX_HISTORY_ITEMS = 1000
+"""Default cap on the history items of one request (`RerankerConfig.max_history_items`)."""
 MODES: tuple[str, ...] = tuple(MODE_TO_TYPE)
 
-_LLM_RANKER = RANKERS.union(LLM_RANKER_TYPES)
+if TYPE_CHECKING:
+    from .ranking.configs import ListwiseConfig, VerbalizerConfig
+
+    _LLM_RANKER: TypeAlias = PointwiseConfig | ListwiseConfig | VerbalizerConfig
+else:
+    _LLM_RANKER = RANKERS.union(LLM_RANKER_TYPES)
 
 
 class RerankerConfig(BaseConfig):
     """Settings of the high-level `Reranker`: the LLM ranker's config (any registered LLM
     ranker: the model settings plus the ranker's own options) and the explainer's."""
 
-    ranker: _LLM_RANKER = Field(default_factory=PointwiseConfig)  # type: ignore[valid-type]
+    ranker: _LLM_RANKER = Field(default_factory=PointwiseConfig)
     explain: ExplainerConfig = Field(default_factory=ExplainerConfig)
+    max_candidates: int = Field(MAX_CANDIDATES, ge=1, le=100_000)
+    """Most candidates one request may carry (more: a DataError before any work)."""
+    max_history_items: int = Field(MAX_HISTORY_ITEMS, ge=0, le=100_000)
+    """Most history items one request may carry, before the ranker keeps its last `max_history`."""
 
     @model_validator(mode="before")
     @classmethod
@@ -63,16 +78,19 @@ class _ChainCatalog:
         if item_id in self.local:
             return self.local[item_id]
         if self._base_lookup is None:
-            raise KeyError(item_id)
+            raise UnknownIdError(
+                f"item {item_id!r} is neither given in the request nor in a catalog", column="item_id"
+            )
         return self._base_lookup(item_id)
 
     def catalog(self) -> dict[str, Item]:
         out: dict[str, Item] = {}
-        if self.base is not None:
-            if hasattr(self.base, "catalog") and callable(self.base.catalog):
+        if self.base is not None and self._base_lookup is not None:
+            if isinstance(self.base, ItemListing):
                 out.update(self.base.catalog())
             elif isinstance(self.base, Mapping):
-                out.update({k: self._base_lookup(k) for k in self.base})
+                lookup = self._base_lookup
+                out.update({k: lookup(k) for k in self.base})
         out.update(self.local)
         return out
 
@@ -94,14 +112,36 @@ def _as_id(x: Any, where: str) -> str:
     raise DataError(f"{where}: expected an item id, an item dict or an Item, got {type(x).__name__}")
 
 
+def _check_sizes(history: Any, candidates: Any, max_candidates: int, max_history_items: int) -> None:
+    """Bounds of one request: checked first, so a huge list costs nothing."""
+    items = history.items if isinstance(history, History) else history
+    if isinstance(items, Sequence) and not isinstance(items, (str, bytes)) and len(items) > max_history_items:
+        raise DataError(f"history: {len(items)} items; at most {max_history_items} per request "
+                        "(max_history_items)")
+    if isinstance(candidates, Sequence) and not isinstance(candidates, (str, bytes)) and len(candidates) > max_candidates:
+        raise DataError(f"candidates: {len(candidates)} items; at most {max_candidates} per request "
+                        "(max_candidates)")
+
+
 def normalize_request(
     history: Any,
     candidates: Any,
     context: Mapping[str, Any] | None = None,
     user_id: str | None = None,
+    *,
+    max_candidates: int = MAX_CANDIDATES,
+    max_history_items: int = MAX_HISTORY_ITEMS,
 ) -> tuple[History, list[Candidate], dict[str, Item]]:
     """Accept History / ids / dicts / Items for history and Candidate / ids / dicts / Items for
-    candidates. Returns (History, candidates, items given inline)."""
+    candidates. Returns (History, candidates, items given inline).
+
+    The public request door: a candidate id given twice (ids compare as strings, so `7` and
+    `"7"` collide) or also in the history is a DataError naming its index
+    (`reranker.request_checks`). A candidate dict's `score` is its stage-1 score
+    (`Candidate.score`), never a product attribute shown to the LLM. More than
+    `max_candidates` candidates or `max_history_items` history items is a DataError before any
+    item is read."""
+    _check_sizes(history, candidates, max_candidates, max_history_items)
     local: dict[str, Item] = {}
     if history is None:
         hist = History()
@@ -126,7 +166,7 @@ def normalize_request(
         if isinstance(x, Candidate):
             cands.append(x)
             continue
-        it = _as_item(x, f"candidates[{i}]")
+        it = _as_item(product_fields(x) if isinstance(x, Mapping) else x, f"candidates[{i}]")
         if it is not None:
             local[it.item_id] = it
             score = x.get("score", 0.0) if isinstance(x, Mapping) else 0.0
@@ -137,6 +177,14 @@ def normalize_request(
             cands.append(Candidate(it.item_id, score, "request"))
         else:
             cands.append(Candidate(_as_id(x, f"candidates[{i}]"), 0.0, "request"))
+    reject_ambiguous_ids(
+        hist.items,
+        [c.item_id for c in cands],
+        given_history=[given_id(x) for x in history] if isinstance(history, Sequence) else None,
+        given_candidates=[given_id(x) for x in candidates],
+    )
+    if context is not None and not isinstance(context, Mapping):
+        raise DataError(f"context must be a mapping (a JSON object), got {type(context).__name__}")
     if context:
         from dataclasses import replace
 
@@ -172,9 +220,10 @@ class Reranker:
         if config is None:
             explain_fields = {f"explain_{k}": k for k in ExplainerConfig.model_fields}
             explain = {explain_fields[k]: v for k, v in options.items() if k in explain_fields}
+            limits: dict[str, Any] = {k: options.pop(k) for k in ("max_candidates", "max_history_items") if k in options}
             ranker = {k: v for k, v in options.items() if k not in explain_fields}
             config = RerankerConfig.from_dict(
-                {"ranker": {**ranker, "model": model, "type": MODE_TO_TYPE[mode]}, "explain": explain}
+                {"ranker": {**ranker, "model": model, "type": MODE_TO_TYPE[mode]}, "explain": explain, **limits}
             )
         self.config = config
         self.catalog = catalog
@@ -225,7 +274,10 @@ class Reranker:
         `context` (time, device, session intent ...) is shown to the LLM."""
         if top_k is not None and top_k < 0:
             raise ConfigError(f"top_k: must be >= 0, got {top_k}")
-        hist, cands, local = normalize_request(history, candidates, context, user_id)
+        hist, cands, local = normalize_request(
+            history, candidates, context, user_id,
+            max_candidates=self.config.max_candidates, max_history_items=self.config.max_history_items,
+        )
         cat = _ChainCatalog(local, catalog if catalog is not None else self.catalog)
         ranking = self.ranker.rank(hist, cands, catalog=cat)
         if explain:

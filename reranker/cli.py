@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 import click
 
 from .errors import RerankerError
+from .types import SupportsItem, SupportsToList
 
 
 def fail(message: str) -> NoReturn:
@@ -27,21 +28,50 @@ def emit_json(obj: Any) -> None:
 
 
 def _json_default(x: Any) -> Any:
-    if hasattr(x, "item"):
+    if isinstance(x, SupportsItem):
         return x.item()
-    if hasattr(x, "tolist"):
+    if isinstance(x, SupportsToList):
         return x.tolist()
     return str(x)
 
 
 class _Group(click.Group):
-    """Turns RerankerError (bad input, config, model) into exit code 2 with a clear message."""
+    """Turns RerankerError (bad input, config, model) into exit code 2 with a clear message, and
+    so the OS errors naming a path (missing file, folder for a file, no permission) and input
+    that is not UTF-8, which the library did not locate itself. Any other exception is a bug and
+    keeps its traceback; `-vv` logs the traceback of these too.
+
+    The top-level group turns SIGTERM into KeyboardInterrupt while a command runs
+    (`reranker.termination`), so the Ctrl-C paths of long commands run (partial results,
+    checkpoints); a command stopped by SIGTERM exits with 143."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from contextlib import nullcontext
+
+        from .termination import EXIT_SIGTERM, sigterm_as_interrupt, terminated
+
+        with sigterm_as_interrupt() if ctx.parent is None else nullcontext():
+            try:
+                return self._invoke(ctx)
+            except KeyboardInterrupt:
+                if not terminated():
+                    raise
+                click.echo("terminated (SIGTERM)", err=True)
+                sys.exit(EXIT_SIGTERM)
+
+    def _invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except RerankerError as e:
             fail(str(e))
+        except OSError as e:  # FileNotFoundError, PermissionError, FileExistsError, read-only disk, ...
+            if e.filename is None:  # not about a path: let it show where it came from
+                raise
+            logging.getLogger(__name__).debug("%s", type(e).__name__, exc_info=True)
+            fail(f"{e.filename}: {e.strerror or e}")
+        except UnicodeDecodeError as e:
+            logging.getLogger(__name__).debug("%s", type(e).__name__, exc_info=True)
+            fail(f"an input file is not valid UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8")
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -68,11 +98,11 @@ def data() -> None:
 @click.option("--on-unknown-item", type=click.Choice(["error", "drop"]), default="error", show_default=True,
               help="Interactions whose item has no catalog row: fail, or drop and count them.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def data_describe(path: str, fmt: str, on_unknown_item: str, as_json: bool) -> None:
+def data_describe(path: str, fmt: str, on_unknown_item: Literal["error", "drop"], as_json: bool) -> None:
     """Users, items, interactions, density, rating scale and time span of a dataset."""
     from .data.loaders import load
 
-    stats = load(path, format=fmt, on_unknown_item=on_unknown_item).describe()  # type: ignore[arg-type]
+    stats = load(path, format=fmt, on_unknown_item=on_unknown_item).describe()
     if as_json:
         emit_json(stats)
         return
@@ -191,17 +221,13 @@ def eval_cmd(config_path: str, users: int | None, seed: int | None, out_dir: str
     opts = RunOptions(users=users, seed=seed, out_dir=out_dir, data_path=data_path,
                       use_cache=not no_cache, progress=not no_progress)
     runner = ExperimentRunner(loaded, opts)
-    import signal
+    from .termination import exit_code
 
-    def _stop(signum: int, frame: Any) -> None:  # SIGTERM behaves like Ctrl-C: partial results
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _stop)
-    try:
+    try:  # SIGTERM arrives as KeyboardInterrupt too (see _Group): partial results, exit 143
         res = runner.run()
     except KeyboardInterrupt:
         click.echo(f"interrupted; partial results in {runner.results_path}", err=True)
-        sys.exit(130)
+        sys.exit(exit_code())
     click.echo(f"{res['experiment']}: {res['status']} in {res['wall_time_s']:.1f} s")
     click.echo(f"  results  {runner.results_path}")
     click.echo(f"  report   {runner.out_dir / 'report.md'}")
@@ -271,21 +297,15 @@ def finetune_cmd(ctx: click.Context, config_path: str | None, out_dir: str | Non
         return
     if config_path is None:
         fail("give --config FILE (e.g. configs/finetune-demo.yaml)")
-    import signal
-
+    from .termination import exit_code
     from .training.trainer import Trainer
 
     trainer = Trainer(config_path, out_dir=out_dir, progress=not no_progress)
-
-    def _stop(signum: int, frame: Any) -> None:  # SIGTERM behaves like Ctrl-C: checkpoint, exit
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _stop)
-    try:
+    try:  # SIGTERM arrives as KeyboardInterrupt too (see _Group): checkpoint, exit 143
         res = trainer.train(resume=resume)
     except KeyboardInterrupt:
         click.echo(f"interrupted; checkpoint in {trainer.ckpt_dir} (continue with --resume)", err=True)
-        sys.exit(130)
+        sys.exit(exit_code())
     best = f", best validation NDCG@10 {res.best_ndcg:.4f}" if res.best_ndcg is not None else ""
     click.echo(f"{res.steps} steps on {res.sequences} sequences ({res.examples} examples){best}")
     click.echo(f"  adapter  {res.adapter}   (use as model spec {trainer.config.model}+{res.adapter})")
@@ -345,7 +365,8 @@ def demo_cmd(config_path: str | None, seed: int, n_users: int, n_items: int, eva
               help="Listwise/verbalizer shuffles averaged against position bias.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads.")
 @click.option("--json", "as_json", is_flag=True, help="Print the Ranking as JSON.")
-def rerank_cmd(input_path: str, model: str, mode: str, top_k: int | None, explain: bool,
+def rerank_cmd(input_path: str, model: str, mode: Literal["pointwise", "listwise", "verbalizer"],
+               top_k: int | None, explain: bool,
                permutations: int, threads: int | None, as_json: bool) -> None:
     """Rerank the candidates of one request with a local LLM."""
     from .llm.request import load_request
@@ -355,7 +376,7 @@ def rerank_cmd(input_path: str, model: str, mode: str, top_k: int | None, explai
 
     if mode == "pointwise" and permutations != 1:
         fail("--permutations applies to the listwise and verbalizer modes (pointwise scores do not depend on order)")
-    options = {"permutations": permutations} if mode != "pointwise" else {}
+    options: dict[str, Any] = {"permutations": permutations} if mode != "pointwise" else {}
     ranking = Reranker(model=model, mode=mode, threads=threads, **options).rerank(
         req.history, req.candidates, top_k=top_k, explain=explain, context=req.context, user_id=req.user_id
     )

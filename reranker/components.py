@@ -55,6 +55,39 @@ def build_popular(config: Any, ctx: BuildContext) -> Any:
     return PopularityRetriever(config).fit(_need_fit_data(ctx, "retriever 'popular'"))
 
 
+def build_ease(config: Any, ctx: BuildContext) -> Any:
+    from .retrieval.ease import EASE
+
+    return EASE(config).fit(_need_fit_data(ctx, "retriever 'ease'"))
+
+
+def build_implicit_mf(config: Any, ctx: BuildContext) -> Any:
+    """ALS / BPR through the optional `implicit` package."""
+    from .retrieval.implicit_models import ALS, BPR
+
+    cls: Any = ALS if config.type == "als" else BPR
+    return cls(config).fit(_need_fit_data(ctx, f"retriever {config.type!r}"))
+
+
+def build_transitions(config: Any, ctx: BuildContext) -> Any:
+    from .retrieval.transitions import Transitions
+
+    return Transitions(config).fit(_need_fit_data(ctx, "retriever 'transitions'"))
+
+
+def build_sasrec(config: Any, ctx: BuildContext) -> Any:
+    from .retrieval.sasrec import SASRec
+
+    return SASRec(config).fit(_need_fit_data(ctx, "retriever 'sasrec'"))
+
+
+def build_union(config: Any, ctx: BuildContext) -> Any:
+    """The union retriever; its sources are fitted through the same context (shared)."""
+    from .retrieval.union import UnionRetriever
+
+    return UnionRetriever(config, context=ctx).fit(_need_fit_data(ctx, "retriever 'union'"))
+
+
 # ---------------------------------------------------------------------------- stage 2
 def build_identity(config: IdentityConfig, ctx: BuildContext) -> Any:
     from .ranking.base import IdentityRanker
@@ -71,12 +104,13 @@ def build_random(config: RandomConfig, ctx: BuildContext) -> Any:
 def build_cf_scorer(config: Any, ctx: BuildContext) -> Any:
     """A CF model (fitted on ``ctx.fit_data``, shared between rows asking for the same one) as a
     scorer of the candidates."""
+    from .data.dataset import Dataset
     from .ranking.base import ScorerRanker
     from .ranking.baselines import RetrieverScorer
 
     retriever = ctx.retriever(config)
     name = ctx.name or config.type
-    n_items = ctx.catalog.n_items if hasattr(ctx.catalog, "n_items") else len(ctx.catalog or ())
+    n_items = ctx.catalog.n_items if isinstance(ctx.catalog, Dataset) else len(ctx.catalog or ())
     return ScorerRanker(RetrieverScorer(retriever, n_items, name), name=name)
 
 
@@ -94,7 +128,7 @@ def llm_backend_for(config: Any, ctx: BuildContext) -> Any:
     or None (the ranker loads its model through `BACKENDS` on first use)."""
     if ctx.backend is not None:
         return ctx.backend
-    if ctx.cache is not None and getattr(ctx.cache, "enabled", False):
+    if ctx.cache is not None and ctx.cache.enabled:
         from .llm.cached import CachedBackend
 
         return CachedBackend(config.llm_config(), ctx.cache)
@@ -139,8 +173,8 @@ def build_fusion(config: Any, ctx: BuildContext) -> Any:
 
 def build_learned(config: Any, ctx: BuildContext) -> Any:
     """The learned head, fitted on the validation stage of ``ctx.split``."""
-    from .ranking.features import FeatureBuilder, build_components
     from .ranking.learned import LearnedFusionRanker
+    from .ranking.learned_build import LearnedParts
 
     if ctx.split is None:
         raise ConfigError("learned-fusion: needs a leave-one-out split (regimes a/b)")
@@ -151,14 +185,11 @@ def build_learned(config: Any, ctx: BuildContext) -> Any:
     if not head.use_llm_hidden or llm is None:
         head = head.model_copy(update={"use_llm_hidden": False})
 
-    def make_builder(fit_data: Any) -> Any:
-        comps = build_components(fit_data, ctx.catalog, itemcf=config.itemcf, usercf=config.usercf,
-                                 popularity=config.popularity, recency_days=config.recency_days, bert=bert)
-        return FeatureBuilder(comps, llm=llm, use_hidden=head.use_llm_hidden)
-
+    parts = LearnedParts(config, ctx, bert=bert, llm=llm, use_hidden=head.use_llm_hidden)
     ranker = LearnedFusionRanker.fit(
-        ctx.split, make_builder, head, n_negatives=config.n_negatives, negatives=config.negatives,
-        users=config.train_users, history_cap=config.history_cap, seed=ctx.seed, serve_data=ctx.fit_data,
+        ctx.split, parts.builder, head, n_negatives=config.n_negatives, negatives=config.negatives,
+        retriever=parts.list_retriever(ctx.split.train), users=config.train_users,
+        history_cap=config.history_cap, seed=ctx.seed, serve_data=ctx.fit_data,
     )
     ranker.name = name
     return ranker
@@ -177,13 +208,18 @@ __all__ = [
     "RandomConfig",
     "build_bert",
     "build_cf_scorer",
+    "build_ease",
     "build_fusion",
     "build_identity",
+    "build_implicit_mf",
     "build_knn",
     "build_learned",
     "build_llm",
     "build_popular",
     "build_random",
+    "build_sasrec",
     "build_transformers",
+    "build_transitions",
+    "build_union",
     "llm_backend_for",
 ]

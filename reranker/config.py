@@ -14,10 +14,11 @@ C = TypeVar("C", bound="BaseConfig")
 
 
 class BaseConfig(BaseModel):
-    """Base of all configs: unknown keys are errors, values are validated on assignment."""
+    """Base of all configs: unknown keys are errors, values are validated on assignment, and
+    no float field takes an infinity or NaN (``lr: .inf`` is a ConfigError, not a diverging run)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False,
-                              use_attribute_docstrings=True)
+                              use_attribute_docstrings=True, allow_inf_nan=False)
 
     @classmethod
     def from_dict(cls: type[C], data: dict[str, Any], *, source: str | None = None) -> C:
@@ -29,26 +30,12 @@ class BaseConfig(BaseModel):
 
     @classmethod
     def from_yaml(cls: type[C], path: str | Path) -> C:
-        """Load and validate a YAML file."""
-        import yaml
+        """Load and validate a YAML file (read by `reranker.yaml_io.load_yaml`: anchors, aliases
+        and duplicate keys are refused with the file and line)."""
+        from .yaml_io import load_yaml
 
         p = Path(path)
-        if p.is_dir():
-            raise ConfigError(f"{p}: is a folder, not a YAML config file")
-        if not p.is_file():
-            raise ConfigError(f"{p}: config file not found")
-        try:
-            raw = p.read_bytes()
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            line = raw.count(b"\n", 0, e.start) + 1
-            raise ConfigError(f"{p}: line {line}: not valid UTF-8 text; save the file as UTF-8") from None
-        except OSError as e:  # PermissionError, ...
-            raise ConfigError(f"{p}: cannot read: {e.strerror or e}") from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: invalid YAML{yaml_problem(e)}") from None
+        data = load_yaml(p)
         if data is None:
             data = {}
         if not isinstance(data, dict):
@@ -57,23 +44,19 @@ class BaseConfig(BaseModel):
 
     def to_yaml(self, path: str | Path | None = None) -> str:
         """Serialise to YAML (and write it when a path is given)."""
-        import yaml
+        from .yaml_io import dump_yaml
 
-        text = yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+        text = dump_yaml(self.model_dump(mode="json"))
         if path is not None:
             Path(path).write_text(text, encoding="utf-8")
         return text
 
 
 def yaml_problem(e: Exception) -> str:
-    """One line for a YAML parse error: `` at line L, column C: what (context)``."""
-    mark = getattr(e, "problem_mark", None)
-    problem = getattr(e, "problem", None)
-    if mark is None or problem is None:
-        return ": " + " ".join(str(e).split())
-    ctx, ctx_mark = getattr(e, "context", None), getattr(e, "context_mark", None)
-    more = f" ({ctx} at line {ctx_mark.line + 1})" if ctx and ctx_mark is not None else ""
-    return f" at line {mark.line + 1}, column {mark.column + 1}: {problem}{more}"
+    """One line for a YAML parse error (kept here for callers; see `reranker.yaml_io`)."""
+    from .yaml_io import yaml_problem as problem
+
+    return problem(e)
 
 
 def validation_lines(e: ValidationError) -> list[tuple[str, str]]:
@@ -103,6 +86,8 @@ def validation_lines(e: ValidationError) -> list[tuple[str, str]]:
             msg = f"must be > {_num(err['ctx']['gt'])}"
         elif err["type"] == "less_than_equal":
             msg = f"must be <= {_num(err['ctx']['le'])}"
+        elif err["type"] == "finite_number":
+            msg = "must be a finite number (not .inf or .nan)"
         elif err["type"] == "value_error" and msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
         out.append((loc or "<root>", msg))
@@ -121,7 +106,7 @@ def nested_config_error(error: ConfigError) -> Exception:
     under the enclosing field's (see `validation_lines`)."""
     from pydantic_core import PydanticCustomError
 
-    lines = getattr(error, "lines", None) or [("", str(error))]
+    lines = error.lines or [("", str(error))]
     return PydanticCustomError("nested_config", "{detail}", {"lines": lines, "detail": str(error)})
 
 

@@ -48,6 +48,10 @@ class UnknownIdError(DataError, KeyError):
 class ConfigError(RerankerError, ValueError):
     """A configuration value or file is invalid (the message names the field path)."""
 
+    lines: list[tuple[str, str]] | None = None
+    """``(dotted path, message)`` per problem when the error comes from validating a component
+    config (`reranker.registry.validate`); None otherwise."""
+
 
 class ModelError(RerankerError):
     """A model cannot be resolved, loaded or run (the message says what to install or fix)."""

@@ -21,6 +21,7 @@ from pydantic import Field
 from .config import BaseConfig
 from .llm.base import LLMBackend, LLMConfig
 from .llm.prompts import PromptLibrary, get_library
+from .ranking.base import ItemListing
 from .ranking.llm_common import Catalog, LLMRankerBase, make_lookup
 from .types import History, Item, Ranking
 
@@ -168,7 +169,7 @@ class Explainer:
     def _build_index(self, cat: Catalog) -> TitleIndex:
         if cat is None:
             items: Iterable[Item] = []
-        elif hasattr(cat, "catalog") and callable(cat.catalog):
+        elif isinstance(cat, ItemListing):
             items = cat.catalog().values()
         elif isinstance(cat, Mapping):
             lookup = make_lookup(cat)
@@ -178,9 +179,15 @@ class Explainer:
         return TitleIndex(items, self.settings.min_title_chars)
 
     def _view(self, it: Item, with_text: bool) -> dict:
-        text = self.backend.truncate_tokens(it.text, self.config.item_text_tokens) if with_text and it.text else ""
-        return {"id": it.item_id, "label": "", "title": it.title, "category": it.category or "",
-                "attrs": "", "text": text, "rating": None}
+        """What the explain prompt shows of an item: cleaned, capped text (item text is untrusted,
+        `reranker.ranking.item_text`)."""
+        from .ranking.item_text import VALUE_CHARS, clean_field, clean_text, clean_title
+
+        text = ""
+        if with_text and it.text:
+            text = self.backend.truncate_tokens(clean_text(it.text), self.config.item_text_tokens)
+        return {"id": it.item_id, "label": "", "title": clean_title(it.title) or clean_title(it.item_id),
+                "category": clean_field(it.category, VALUE_CHARS), "attrs": "", "text": text, "rating": None}
 
     def tidy(self, text: str) -> str:
         """First line only, at most `max_sentences` sentences, whitespace collapsed."""
@@ -194,7 +201,9 @@ class Explainer:
             return ""
         same = [h for h in history if cand.category and h.category == cand.category]
         pick = (same or list(history))[-1]
-        return f'Because you chose "{pick.title}", you may like "{cand.title}" because it'
+        from .ranking.item_text import clean_title
+
+        return f'Because you chose "{clean_title(pick.title)}", you may like "{clean_title(cand.title)}" because it'
 
     def _render(self, history: Sequence[Item], cand: Item, context: dict, strict: bool) -> str:
         tpl = self.prompts.get(self.template)

@@ -2,7 +2,8 @@
 
 Every component the library can build from a config is registered here, once:
 
-- ``RETRIEVERS`` (stage 1: ``itemcf``, ``usercf``, ``t-itemcf``, ``t-usercf``, ``popular``),
+- ``RETRIEVERS`` (stage 1: ``itemcf``, ``usercf``, ``t-itemcf``, ``t-usercf``, ``popular``,
+  ``ease``, ``als``, ``bpr``, ``transitions``, ``union``),
 - ``RANKERS`` (stage 2 scorers and rankers: ``identity``, ``random``, the CF models as scorers,
   ``bert``, ``llm-pointwise`` / ``llm-listwise`` / ``llm-verbalizer``, ``fusion``,
   ``learned-fusion``),
@@ -25,63 +26,16 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import Discriminator, Tag, ValidationError
 
+from .build_context import BuildContext
 from .config import BaseConfig, validation_lines
 from .errors import ConfigError
 
-if TYPE_CHECKING:
-    from .data.dataset import Dataset
-
 Builder = Callable[[Any, "BuildContext"], Any]
-
-
-@dataclass
-class BuildContext:
-    """What builders may need besides the component's own config. All optional: a retriever
-    needs ``fit_data``; content and LLM rankers a ``catalog``; fusion the rankers ``built``
-    before it; the learned head the leave-one-out ``split``."""
-
-    fit_data: Dataset | None = None
-    """Interactions stage-1 models and CF scorers are fitted on."""
-    catalog: Any = None
-    """The item catalog (a Dataset or a mapping id -> Item) for content and LLM rankers."""
-    cache: Any = None
-    """The evaluation cache (`KVCache`); LLM rankers then run through a `CachedBackend`."""
-    backend: Any = None
-    """An LLM backend to use instead of loading one (shared model, test fakes)."""
-    seed: int = 0
-    split: Any = None
-    """The leave-one-out split (the learned head fits on its validation stage)."""
-    item_embeddings: Any = None
-    """Item text embeddings for the T- retrievers (``(ids, matrix)`` or a callable)."""
-    name: str | None = None
-    """The row / component name the built object reports in its diagnostics."""
-    built: dict[str, Any] = field(default_factory=dict)
-    """Rankers already built in this config, by name (fusion's signals refer to them)."""
-    _retrievers: dict[str, Any] = field(default_factory=dict)
-
-    def retriever(self, config: BaseConfig | Mapping[str, Any] | str,
-                  params: Mapping[str, Any] | None = None) -> Any:
-        """A fitted retriever (on ``fit_data``) for a config, or a type name and its params;
-        shared by every caller asking for the same one."""
-        if isinstance(config, str):
-            config = RETRIEVERS.config_for(config, params, where=f"retriever {config!r}")
-        else:
-            config = RETRIEVERS.config(config)
-        key = config.model_dump_json()
-        if key not in self._retrievers:
-            self._retrievers[key] = RETRIEVERS.build(config, self)
-        return self._retrievers[key]
-
-    def named(self, name: str | None) -> BuildContext:
-        """A context for building the component called `name` (shares everything else)."""
-        from dataclasses import replace
-
-        return replace(self, name=name)
 
 
 @dataclass(frozen=True)
@@ -320,7 +274,7 @@ def validate(cls: type[BaseConfig], data: Mapping[str, Any], where: str = "") ->
         lines = [("" if p == "<root>" else p, m) for p, m in validation_lines(e)]
         lines = [(".".join(x for x in (where, p) if x), m) for p, m in lines]
         err = ConfigError("\n".join(f"{p or '<root>'}: {m}" for p, m in lines))
-        err.lines = lines  # type: ignore[attr-defined]
+        err.lines = lines
         raise err from None
 
 
@@ -368,15 +322,30 @@ RETRIEVERS.register("t-usercf", "reranker.retrieval.text_knn:TUserCFConfig", f"{
 RETRIEVERS.register("popular", "reranker.retrieval.popularity:PopularityConfig", f"{_B}:build_popular",
                     aliases=("pop",), builtin=True,
                     summary="most-interacted items (the cold-start fallback)")
+RETRIEVERS.register("ease", "reranker.retrieval.ease:EASEConfig", f"{_B}:build_ease", builtin=True,
+                    summary="EASE closed-form item-item autoencoder (l2 tunable on validation)")
+RETRIEVERS.register("als", "reranker.retrieval.implicit_models:ALSConfig", f"{_B}:build_implicit_mf",
+                    builtin=True, summary="implicit-feedback ALS via the implicit library")
+RETRIEVERS.register("bpr", "reranker.retrieval.implicit_models:BPRConfig", f"{_B}:build_implicit_mf",
+                    builtin=True, summary="BPR matrix factorisation via the implicit library")
+RETRIEVERS.register("transitions", "reranker.retrieval.transitions:TransitionsConfig",
+                    f"{_B}:build_transitions", builtin=True,
+                    summary="item-to-item next-item transitions from the recent history")
+RETRIEVERS.register("union", "reranker.retrieval.union:UnionConfig", f"{_B}:build_union", builtin=True,
+                    summary="round-robin union of several retrievers' lists with per-source quotas")
+RETRIEVERS.register("sasrec", "reranker.retrieval.sasrec:SASRecConfig", f"{_B}:build_sasrec", builtin=True,
+                    summary="SASRec: causal self-attention over the item sequence (torch)")
 
 RANKERS.register("identity", f"{_B}:IdentityConfig", f"{_B}:build_identity", builtin=True,
                  summary="keeps the stage-1 order")
 RANKERS.register("random", f"{_B}:RandomConfig", f"{_B}:build_random", builtin=True,
                  summary="a seeded random order (the chance baseline)")
-for _name in ("popular", "itemcf", "usercf"):
+for _name in ("popular", "itemcf", "usercf", "ease", "als", "bpr", "transitions", "union"):
     RANKERS.register(_name, RETRIEVERS.get(_name).config, f"{_B}:build_cf_scorer", builtin=True,
                      aliases=("pop",) if _name == "popular" else (),
                      summary=f"the {_name} model's own score of each candidate")
+RANKERS.register("sasrec", RETRIEVERS.get("sasrec").config, f"{_B}:build_cf_scorer", builtin=True,
+                 summary="the sasrec model's own score of each candidate")
 RANKERS.register("bert", "reranker.ranking.bert:BertScorerConfig", f"{_B}:build_bert", builtin=True,
                  summary="cosine of a sentence encoder's item embedding with the user's profile")
 RANKERS.register("llm-pointwise", "reranker.ranking.configs:PointwiseConfig", f"{_B}:build_llm", builtin=True,

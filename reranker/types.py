@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
+
+from .errors import DataError
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -29,9 +32,16 @@ class Item:
         """Build from a plain dict: `id` or `item_id`, `title`, optional text/category/attrs."""
         item_id = d.get("item_id", d.get("id"))
         if item_id is None or str(item_id) == "":
-            raise ValueError(f"item dict has no 'id' (or 'item_id'): {dict(d)!r}")
+            raise DataError(f"item dict has no 'id' (or 'item_id'): {dict(d)!r}")
+        if isinstance(item_id, bool | list | tuple | dict | set) or (
+            isinstance(item_id, float) and not math.isfinite(item_id)
+        ):
+            raise DataError(f"item dict: id {item_id!r} is not a string or number")
         known = {"id", "item_id", "title", "text", "category", "attrs", "description"}
-        attrs = dict(d.get("attrs") or {})
+        given = d.get("attrs") or {}
+        if not isinstance(given, Mapping):
+            raise DataError(f"item dict {str(item_id)!r}: 'attrs' must be a mapping, got {type(given).__name__}")
+        attrs = dict(given)
         attrs.update({k: v for k, v in d.items() if k not in known})
         return cls(
             item_id=str(item_id),
@@ -209,13 +219,37 @@ class Ranking:
         )
 
 
+@runtime_checkable
+class SupportsItem(Protocol):
+    """A numpy / torch scalar: ``item()`` gives the plain Python value."""
+
+    def item(self) -> Any: ...
+
+
+@runtime_checkable
+class SupportsToList(Protocol):
+    """A numpy array (or tensor, pandas index ...): ``tolist()`` gives plain Python lists."""
+
+    def tolist(self) -> Any: ...
+
+
+def item_id_of(x: Any) -> Any:
+    """The ``item_id`` of an `Item`, `Candidate` or `RankedItem`; anything else (an id) as is."""
+    return x.item_id if isinstance(x, Item | Candidate | RankedItem) else x
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def to_jsonable(x: Any) -> Any:
     """Mappings, lists and numpy scalars turned into plain JSON-friendly values."""
     if isinstance(x, Mapping):
         return {str(k): to_jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
         return [to_jsonable(v) for v in x]
-    if hasattr(x, "item") and callable(x.item):  # numpy scalar
+    if type(x) in _PLAIN:  # fast path: protocol checks are slow (np.float64 is a float subclass)
+        return x
+    if isinstance(x, SupportsItem) and callable(x.item):  # numpy scalar
         return x.item()
     return x
 

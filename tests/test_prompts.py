@@ -25,15 +25,17 @@ def test_render_pointwise_includes_context_and_candidate_last():
         "score_pointwise", history=[ITEM], candidate=dict(ITEM, title="Casino"), context={"device": "mobile"}
     )
     assert "device: mobile" in text
-    assert "Heat (Action, 1995)" in text  # compact details: category and attribute values
-    assert text.rstrip().splitlines()[-1].startswith("Item: Casino")
+    assert '"Heat" (Action, 1995)' in text  # compact details: category and attribute values
+    # prompt version 2: the candidate (its title in quotes), then the instruction, last
+    assert text.rstrip().splitlines()[-2].startswith('Item: "Casino"')
+    assert text.rstrip().splitlines()[-1] == "Answer Yes or No."
 
 
 def test_listwise_uses_numbers_not_titles_as_labels():
     lib = PromptLibrary()
     cands = [dict(ITEM, label=str(i + 1), title=f"T{i}") for i in range(3)]
     text = lib.render("rank_listwise", history=[], candidates=cands, context={}, strict=True, n=3)
-    assert "[1] T0" in text and "[3] T2" in text
+    assert '[1] "T0"' in text and '[3] "T2"' in text
     assert "ONLY the numbers 1 to 3" in text
 
 
@@ -103,7 +105,7 @@ def test_builtin_templates_share_the_context_and_history_partials():
         assert '{% include "_history.j2" %}' in lib.path_of(name).read_text()
     text = lib.render("rank_verbalizer", history=[dict(ITEM, rating="4")], candidates=[ITEM],
                       context={"device": "tv"})
-    assert "Context:\n- device: tv\n\nThe user chose these items, oldest first:\n- Heat (Action, 1995), rated 4\n\n" in text
+    assert 'Context:\n- device: tv\n\nThe user chose these items, oldest first:\n- "Heat" (Action, 1995), rated 4\n\n' in text
     empty = lib.render("rank_verbalizer", history=[], candidates=[ITEM], context={})
     assert "Context" not in empty and "- (nothing yet)\n" in empty
 
@@ -157,6 +159,90 @@ def test_templates_render_in_a_sandbox():
     tpl = PromptTemplate("t", "{# requires: items #}{{ items.append(1) }}")
     with pytest.raises(PromptError, match="'t'"):
         tpl.render(items=[])
-    tpl = PromptTemplate("t", "{# requires: x #}{{ x.__class__.__mro__ }}")
-    with pytest.raises(PromptError, match="'t'"):
-        tpl.render(x="")
+    with pytest.raises(PromptError, match="'t'.*'__mro__'"):  # refused at load since issue 19
+        PromptTemplate("t", "{# requires: x #}{{ x.__class__.__mro__ }}")
+
+
+# ---------------------------------------------------------------- sandbox (issue 19)
+ESCAPES = [
+    "{{ cycler.__init__.__globals__.os.popen('id').read() }}",
+    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    "{{ self._TemplateReference__context }}",
+    "{{ lipsum.__globals__['os'] }}",
+    "{{ candidate|attr('__class__') }}",
+    "{{ candidate['__class__'] }}",
+    "{% for c in candidate.__class__.__base__.__subclasses__() %}{{ c }}{% endfor %}",
+    "{% set g = joiner.mro %}{{ g }}",
+    "{{ candidate.title.__class__ is defined }}",  # would render 'False' quietly
+]
+#: escapes only the render can see: a computed attribute name, a mutating method, a huge range
+RENDER_ESCAPES = [
+    "{{ candidate|attr('__cla' ~ 'ss__') }}",
+    "{{ history.append(1) }}",
+    "{{ '{0.__class__}'.format(candidate) }}",
+    "{{ range(10**9)|list|length }}",
+]
+_HDR = "{# requires: history, candidate, context #}{{ history|length }}{{ context|length }}{{ candidate|length }}"
+
+
+@pytest.mark.parametrize("escape", ESCAPES)
+def test_sandbox_escapes_in_a_user_template_fail_at_load(tmp_path, escape):
+    (tmp_path / "score_pointwise.j2").write_text(_HDR + escape)
+    with pytest.raises(PromptError, match=r"prompt template 'score_pointwise'.*not allowed"):
+        PromptLibrary(tmp_path).get("score_pointwise")
+
+
+def test_sandbox_escape_in_a_partial_names_the_partial(tmp_path):
+    (tmp_path / "_evil.j2").write_text("{{ cycler.__init__.__globals__ }}")
+    (tmp_path / "score_pointwise.j2").write_text(_HDR + '{% include "_evil.j2" %}')
+    with pytest.raises(PromptError, match=r"partial '_evil.j2'.*included by 'score_pointwise'.*'__(init|globals)__'"):
+        PromptLibrary(tmp_path).get("score_pointwise")
+
+
+@pytest.mark.parametrize("escape", RENDER_ESCAPES)
+def test_sandbox_escapes_at_render_are_prompt_errors_naming_the_template(tmp_path, escape):
+    (tmp_path / "score_pointwise.j2").write_text(_HDR + escape)
+    tpl = PromptLibrary(tmp_path).get("score_pointwise")  # nothing to see statically
+    with pytest.raises(PromptError, match=r"prompt template 'score_pointwise'"):
+        tpl.render(history=[], candidate=dict(ITEM), context={})
+
+
+def test_include_outside_the_prompt_folders_is_refused(tmp_path):
+    (tmp_path / "score_pointwise.j2").write_text(_HDR + '{% include "../../etc/passwd" %}')
+    with pytest.raises(PromptError, match="not found"):
+        PromptLibrary(tmp_path).get("score_pointwise")
+
+
+def _saved_llm_pipeline(tmp_path, prompt_dir):
+    from fake_backends import CountingBackend
+
+    from reranker.data.synthetic import generate_world
+    from reranker.pipeline import Pipeline, PipelineConfig
+
+    world = generate_world(seed=3, n_users=40, n_items=30)
+    cfg = PipelineConfig.from_dict({
+        "retriever": {"type": "popular"},
+        "ranking": {"bert": {"enabled": False},
+                    "llm": {"type": "llm-pointwise", "model": "smollm2-135m", "prompt_dir": str(prompt_dir)}}})
+    (prompt_dir / "score_pointwise.j2").write_text(_HDR + "{{ candidate.title }}")
+    Pipeline(cfg, llm_backend=CountingBackend()).fit(world.dataset).save(tmp_path / "p")
+    return world, Pipeline, CountingBackend
+
+
+def test_pipeline_load_refuses_a_prompt_dir_with_a_sandbox_escape(tmp_path):
+    prompts = tmp_path / "prompts"
+    prompts.mkdir()
+    world, Pipeline, backend = _saved_llm_pipeline(tmp_path, prompts)
+    (prompts / "score_pointwise.j2").write_text(_HDR + "{{ cycler.__init__.__globals__.os.popen('id').read() }}")
+
+    import reranker.llm.prompts as lp
+
+    lp._library.cache_clear()  # the library of this folder was cached by the fit above
+    with pytest.raises(PromptError, match=r"'score_pointwise'.*'__(init|globals)__'"):
+        Pipeline.load(tmp_path / "p", llm_backend=backend())
+    # an escape only the render sees fails on the first request, as a PromptError
+    (prompts / "score_pointwise.j2").write_text(_HDR + "{{ candidate|attr('__cla' ~ 'ss__') }}")
+    lp._library.cache_clear()
+    pipe = Pipeline.load(tmp_path / "p", llm_backend=backend())
+    with pytest.raises(PromptError, match=r"'score_pointwise'.*sandbox"):
+        pipe.recommend(str(world.dataset.user_ids[0]), k=3)

@@ -118,7 +118,9 @@ def world_ctx():
     return ds, ctx
 
 
-CHEAP = ["identity", "random", "popular", "itemcf", "usercf", "fusion", "learned-fusion"]
+CHEAP = ["identity", "random", "popular", "itemcf", "usercf", "ease", "als", "bpr", "transitions", "union",
+         "fusion", "learned-fusion"]
+CHEAP.append("sasrec")  # with a fixture-specific tiny config (its default 100 epochs take > 2 s)
 
 
 class TestEveryRegisteredRanker(RankerSuite):
@@ -134,6 +136,8 @@ class TestEveryRegisteredRanker(RankerSuite):
             ctx.built["itemcf"] = RANKERS.build({"type": "itemcf", "k": 10}, ctx.named("itemcf"))
             ctx.built["pop"] = RANKERS.build({"type": "pop"}, ctx.named("pop"))
             return RANKERS.build({"type": "fusion", "weights": {"itemcf": 1.0, "pop": 0.5}}, ctx.named(name))
+        if name == "sasrec":
+            return RANKERS.build({"type": name, "epochs": 2, "hidden": 16}, ctx.named(name))
         if name == "learned-fusion":
             return RANKERS.build({"type": name, "train_users": 30}, ctx.named(name))
         return RANKERS.build({"type": name}, ctx.named(name))

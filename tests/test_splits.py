@@ -317,3 +317,18 @@ def test_ml100k_test_item_is_no_longer_the_max_id_of_its_second():
         ht, tt, full = s.histories("test", cap=None), s.targets("test"), d.histories()
         for u in s.users[:100]:
             assert full[u].items[-1] == tt[u] and ht[u].items == full[u].items[:-1]
+
+
+@pytest.mark.parametrize("order", [TieOrder("item_id"), TieOrder("random", 3)])
+def test_a_saved_pipeline_keeps_its_tie_order(tmp_path, order):
+    from reranker.pipeline import Pipeline, PipelineConfig
+
+    cfg = PipelineConfig.from_dict({"ranking": {"llm": {"enabled": False}, "bert": {"enabled": False}},
+                                    "retriever": {"k": 20}})
+    ds = tied_ds().with_tie_order(order.ties, order.seed)
+    pipe = Pipeline(cfg).fit(ds)
+    pipe.save(tmp_path / "p")
+    again = Pipeline.load(tmp_path / "p")
+    assert again.data.tie_order == order
+    u = str(ds.user_ids[0])
+    assert again.history_for(u).items == pipe.history_for(u).items == ds.history(u).items[-20:]

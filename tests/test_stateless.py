@@ -128,7 +128,9 @@ def test_shared_ranker_with_a_catalog_per_request(kind):
     ranker = RANKERS[kind](PromptHashBackend())
     cats = catalogs()
     sequential = [_key(ranker.rank(HIST, CANDS, catalog=c)) for c in cats]
-    assert len(set(sequential)) == len(cats)  # the catalogs really make a difference
+    # the catalogs really make a difference (listwise: 5 candidates have only 120 orders, so two
+    # of the 8 catalogs' prompts may hash to the same one by chance)
+    assert len(set(sequential)) >= len(cats) - (1 if kind == "listwise" else 0)
     for k, got in _run_concurrently(lambda c: ranker.rank(HIST, CANDS, catalog=c), cats):
         assert got == sequential[k], f"request with catalog {THEMES[k]} got another request's result"
     assert [_key(ranker.rank(HIST, CANDS, catalog=c)) for c in cats] == sequential

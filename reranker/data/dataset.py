@@ -152,7 +152,7 @@ class Dataset:
             "dropped_unknown_items": self.report.dropped_unknown_items,
         }
         if self.has_ratings:
-            lo, hi = self.rating_scale  # type: ignore[misc]
+            lo, hi = cast(tuple[float, float], self.rating_scale)  # has_ratings: not None
             out["rating_scale"] = [lo, hi]
             out["mean_rating"] = float(self.interactions["rating"].mean())
         if self.has_timestamps:

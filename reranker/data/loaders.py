@@ -2,6 +2,14 @@
 Amazon Reviews 2023. Every loader returns a validated `Dataset`; bad input raises `DataError`
 naming the file, the line (or row) and the column. The file readers are in `readers.py`.
 
+Strict about what pandas would accept silently (`strict.py`): a column header given twice, a
+row with more fields than the header, an id that is a list / object / boolean or spells a
+missing value (``NULL``, ``NaN``, ``None``, ``N/A``), a timestamp before 1970, in another unit
+than the format's (seconds; Amazon: milliseconds) or mixing units, numbers mixed with dates, a
+day/month date that reads both ways (``03/04/2020``: write ISO ``2020-04-03``), a rating that is
+not finite or (MovieLens, Amazon: 1-5 stars) outside the format's scale. Generic formats accept
+any finite rating (e.g. -10..10); ``Dataset.describe()["rating_scale"]`` reports the range seen.
+
     >>> from reranker.data import load
     >>> ds = load("../shared/data/ml-100k", format="recbole")
 """
@@ -31,6 +39,7 @@ from .readers import (
     _rename,
     reading,
 )
+from .strict import check_rating_range, check_timestamps, read_delimited
 
 log = logging.getLogger(__name__)
 
@@ -136,13 +145,9 @@ def load_movielens(path: Path, *, on_unknown_item: OnUnknownItem = "error", name
             raise DataError("missing MovieLens file", path=str(f))
         if f.stat().st_size == 0:
             raise DataError("file is empty", path=str(f))
-    try:
-        inter = pd.read_csv(
-            data_path, sep="\t", header=None, dtype=str,
-            names=["user_id", "item_id", "rating", "timestamp"],
-        )
-    except pd.errors.ParserError as e:
-        raise DataError(f"malformed u.data: {e}", path=str(data_path)) from None
+    # a row with an extra field is a DataError naming its line (strict.py)
+    inter = read_delimited(data_path, sep="\t", names=["user_id", "item_id", "rating", "timestamp"],
+                           keep_default_na=True, what="u.data")
     if inter.shape[1] != 4 or inter["timestamp"].isna().any():
         bad = int(np.flatnonzero(inter["timestamp"].isna().to_numpy())[0])
         raise DataError("expected 4 tab-separated fields", path=str(data_path), line=bad + 1, column="timestamp")
@@ -152,10 +157,8 @@ def load_movielens(path: Path, *, on_unknown_item: OnUnknownItem = "error", name
         g = pd.read_csv(gpath, sep="|", header=None, names=["genre", "idx"], encoding="latin-1").dropna()
         genres = g.sort_values("idx")["genre"].tolist()
     cols = ["item_id", "title", "release_date", "video_release_date", "url", *genres]
-    try:
-        items = pd.read_csv(item_path, sep="|", header=None, names=cols, encoding="latin-1", dtype=str)
-    except pd.errors.ParserError as e:
-        raise DataError(f"malformed u.item: {e}", path=str(item_path)) from None
+    items = read_delimited(item_path, sep="|", names=cols, encoding="latin-1", keep_default_na=True,
+                           what="u.item")
     flags = items[genres].apply(pd.to_numeric, errors="coerce").fillna(0).to_numpy(dtype=np.int8)
     names = np.asarray(genres, dtype=object)
     genre_lists = [list(names[row.astype(bool)]) for row in flags]
@@ -167,6 +170,8 @@ def load_movielens(path: Path, *, on_unknown_item: OnUnknownItem = "error", name
         "genres": ["|".join(g) for g in genre_lists],
         "release_date": items["release_date"].fillna(""),
     })
+    # MovieLens ratings are 1 to 5 stars (ml-latest: half stars from 0.5)
+    check_rating_range(inter["rating"], Source(str(data_path), first_line=1), 0.5, 5.0, "MovieLens")
     return Dataset(
         inter, items, name=name or "movielens",
         on_unknown_item=on_unknown_item,
@@ -268,6 +273,9 @@ def load_amazon2023(
             f"reviews: timestamp {reviews['timestamp'].iloc[pos]!r} is not a number (ms)",
             path=str(rpath), column="timestamp", **rsrc.locate(pos),
         )
+    # Amazon 2023 timestamps are unix milliseconds; ratings 1 to 5 stars (strict.py)
+    check_timestamps(ts, reviews["timestamp"], rsrc, "timestamp", "reviews", unit="ms")
+    check_rating_range(reviews["rating"], rsrc, 1.0, 5.0, "Amazon Reviews 2023", what="reviews")
     inter = pd.DataFrame({
         "user_id": reviews["user_id"],
         "item_id": reviews["parent_asin"],

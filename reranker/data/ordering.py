@@ -28,6 +28,8 @@ from typing import Literal, get_args
 import numpy as np
 import pandas as pd
 
+from ..errors import ConfigError
+
 __all__ = ["TieRule", "TIE_RULES", "TieOrder", "tie_keys", "chronological"]
 
 TieRule = Literal["random", "item_id"]
@@ -49,9 +51,9 @@ class TieOrder:
 
     def __post_init__(self) -> None:
         if self.ties not in TIE_RULES:
-            raise ValueError(f"ties must be one of {', '.join(TIE_RULES)}; got {self.ties!r}")
+            raise ConfigError(f"ties: must be one of {', '.join(TIE_RULES)}; got {self.ties!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int | np.integer):
-            raise ValueError(f"tie_seed must be an integer; got {self.seed!r}")
+            raise ConfigError(f"tie_seed: must be an integer; got {self.seed!r}")
         object.__setattr__(self, "seed", int(self.seed))
 
     def describe(self) -> str:

@@ -6,7 +6,7 @@ Bad input raises `DataError` naming the file, the line (or row) and the column.
 from __future__ import annotations
 
 import functools
-import json
+import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
+from .strict import check_header, check_mapping, read_delimited, strict_json_object
 from .validate import Source
 
 _GENERIC_EXT = {"csv": (".csv", ".tsv"), "parquet": (".parquet", ".pq"), "jsonl": (".jsonl", ".json", ".jsonl.gz")}
@@ -28,16 +29,26 @@ _R = TypeVar("_R")
 
 def _first_non_utf8_line(path: Path) -> int | None:
     """1-based number of the first line of `path` that is not valid UTF-8 (None if unknown)."""
-    import gzip
+    found = _first_non_utf8(path)
+    return found[0] if found is not None else None
 
+
+def _first_non_utf8(path: Path) -> tuple[int, int] | None:
+    """(1-based line, 0-based byte offset) of the first byte of `path` that is not valid UTF-8
+    (offsets of a ``.gz`` file count its decompressed bytes; None if unknown)."""
+    import gzip
+    import zlib
+
+    offset = 0
     try:
         with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
             for lineno, raw in enumerate(f, start=1):
                 try:
                     raw.decode("utf-8")
-                except UnicodeDecodeError:
-                    return lineno
-    except OSError:
+                except UnicodeDecodeError as e:
+                    return lineno, offset + e.start
+                offset += len(raw)
+    except (OSError, EOFError, zlib.error):
         return None
     return None
 
@@ -52,12 +63,16 @@ def reading(path: str | Path) -> Iterator[None]:
     except UnicodeDecodeError as e:
         bad = e.object[e.start] if isinstance(e.object, bytes) and e.start < len(e.object) else None
         byte = f" (byte 0x{bad:02x})" if bad is not None else ""
+        found = _first_non_utf8(p) if p.is_file() else None
+        at = f" at byte {found[1]}" if found is not None else ""
         raise DataError(
-            f"not valid UTF-8 text{byte}; save the file as UTF-8",
+            f"not valid UTF-8 text{at}{byte}; save the file as UTF-8",
             path=str(p),
-            line=_first_non_utf8_line(p) if p.is_file() else None,
+            line=found[0] if found is not None else None,
         ) from None
-    except OSError as e:  # FileNotFoundError, IsADirectoryError, PermissionError, ...
+    except (EOFError, zlib.error) as e:  # gzip: a truncated or damaged compressed file
+        raise DataError(f"truncated or corrupt compressed file ({e})", path=str(p)) from None
+    except OSError as e:  # FileNotFoundError, IsADirectoryError, PermissionError, gzip.BadGzipFile ...
         raise DataError(f"cannot read: {e.strerror or e}", path=str(e.filename or p)) from None
 
 
@@ -86,14 +101,17 @@ def _read_table(path: Path, fmt: str) -> tuple[pd.DataFrame, Source]:
         raise DataError("file is empty", path=str(path))
     if fmt == "csv":
         sep = "\t" if path.suffix == ".tsv" else ","
-        try:
-            df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""])
-        except pd.errors.EmptyDataError:
-            raise DataError("file is empty", path=str(path)) from None
-        except pd.errors.ParserError as e:
-            raise DataError(f"malformed CSV: {e}", path=str(path)) from None
+        # the header is checked for duplicates, every row for extra fields (strict.py)
+        df = read_delimited(path, sep=sep, what="CSV")
         return _restore_numbers(df), Source(str(path), first_line=2)
     if fmt == "parquet":
+        try:
+            import pyarrow.parquet as pq
+
+            names = pq.read_schema(path).names
+        except Exception as e:  # pyarrow raises several types
+            raise DataError(f"cannot read Parquet: {e}", path=str(path)) from None
+        check_header(names, str(path), line=None)
         try:
             df = pd.read_parquet(path)
         except Exception as e:  # pyarrow raises several types
@@ -127,10 +145,7 @@ def _read_jsonl(path: Path) -> tuple[pd.DataFrame, Source]:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"invalid JSON: {e.msg}", path=str(path), line=lineno) from None
+            rec = strict_json_object(line, str(path), lineno)  # a key given twice: DataError
             if not isinstance(rec, dict):
                 raise DataError("each line must be a JSON object", path=str(path), line=lineno)
             records.append(rec)
@@ -152,6 +167,7 @@ def _rename(df: pd.DataFrame, mapping: Mapping[str, str] | None, src: Source) ->
             path=src.path,
             column=missing[0],
         )
+    check_mapping(list(df.columns), mapping, src.path)
     return df.rename(columns={v: k for k, v in mapping.items()})
 
 
@@ -183,11 +199,9 @@ def _read_atomic(path: Path) -> tuple[pd.DataFrame, dict[str, str]]:
             raise DataError(f"unknown RecBole type {t!r}", path=str(path), line=1, column=field)
         names.append(n)
         types[n] = t
-    try:
-        df = pd.read_csv(path, sep="\t", header=None, skiprows=1, names=names, dtype=str,
-                         keep_default_na=False, na_values=[""], quoting=3, engine="c")
-    except pd.errors.ParserError as e:
-        raise DataError(f"malformed RecBole file: {e}", path=str(path)) from None
+    check_header(names, str(path), line=1)
+    # rows with more fields than the header: DataError with the line (strict.py)
+    df = read_delimited(path, sep="\t", names=names, skiprows=1, quoting=3, what="RecBole file")
     if len(df) == 0:
         raise DataError("file has a header but no rows", path=str(path))
     return df, types

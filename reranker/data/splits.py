@@ -74,6 +74,29 @@ class LeaveOneOutSplit:
             for uid, rows in df.groupby("user_id", sort=True)
         }
 
+    def earlier(self) -> LeaveOneOutSplit:
+        """This split one step back in time: its test items are this split's validation items,
+        its validation items each user's last train item, its train the rest. Its test stage
+        is this split's validation stage (fit on ``train``, the same histories and targets), so
+        a model fitted on its validation stage (a learned head) can be scored on this split's
+        validation stage exactly as the test stage is scored, without ever fitting on those
+        labels. Users with fewer than 3 train interactions have no earlier target and are left
+        out (counted in ``excluded_users``)."""
+        inner = leave_one_out(self.train)
+        users = set(inner.users) & set(self.users)
+
+        def keep(frame: pd.DataFrame) -> pd.DataFrame:
+            return frame[frame["user_id"].isin(users)].sort_values("user_id").reset_index(drop=True)
+
+        excluded = sorted(set(self.excluded_user_ids) | (set(self.users) - users))
+        return LeaveOneOutSplit(
+            train=inner.train_valid(),
+            validation=keep(inner.test),
+            test=keep(self.validation),
+            excluded_users=len(excluded),
+            excluded_user_ids=excluded,
+        )
+
 
 def leave_one_out(
     data: Dataset, min_interactions: int = 3, keep_excluded_in_train: bool = True

@@ -80,8 +80,8 @@ class WorldConfig(BaseConfig):
     """Parameters of the generated world (all defaults give the 500 x 400 demo world)."""
 
     seed: int = 0
-    n_users: int = Field(500, ge=1)
-    n_items: int = Field(400, ge=3)
+    n_users: int = Field(500, ge=1, le=1_000_000)
+    n_items: int = Field(400, ge=3, le=1_000_000)
     n_categories: int = Field(10, ge=1, le=N_CATEGORIES)
     min_purchases: int = Field(3, ge=1)
     mean_purchases: float = Field(12.0, gt=0)

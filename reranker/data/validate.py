@@ -14,6 +14,14 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, DataError
+from .strict import (
+    check_date_forms,
+    check_date_range,
+    check_ids,
+    check_timestamps,
+    date_order_to_iso,
+    shown,
+)
 
 # the name these messages had before validation moved out of dataset.py (CLI logs show it)
 log = logging.getLogger(f"{__package__}.dataset")
@@ -69,13 +77,19 @@ def _check_columns(df: pd.DataFrame, required: tuple[str, ...], src: Source, wha
 
 
 def _clean_ids(s: pd.Series, src: Source, column: str, what: str) -> pd.Series:
-    """String ids; NaN / empty / whitespace-only ids are errors. Float ids like 3.0 become '3'."""
+    """String ids; NaN / empty / whitespace-only ids are errors, and so are lists, objects,
+    booleans, infinities and strings spelling a missing value (``NULL``, ``NaN``, ``None``: see
+    `strict.check_ids`). Float ids like 3.0 become '3'."""
+    check_ids(s, src, column, what)
     if pd.api.types.is_float_dtype(s):
         bad = s.isna().to_numpy()
         if bad.any():
             pos = int(np.flatnonzero(bad)[0])
             raise _error(f"{what}: missing id", src, pos, column)
-        if np.all(np.mod(s.to_numpy(), 1) == 0):
+        v = s.to_numpy()
+        if np.all(np.mod(v, 1) == 0):
+            if not np.all(np.abs(v) < 2.0**63):  # beyond int64 (astype would wrap around)
+                return pd.Series([str(int(x)) for x in v], index=s.index).astype(str)
             s = s.astype(np.int64)
     if pd.api.types.is_integer_dtype(s):
         return s.astype(str)
@@ -97,7 +111,7 @@ def _to_float(s: pd.Series, src: Source, column: str, what: str) -> pd.Series:
         bad = ~np.isfinite(out.to_numpy())
     if bad.any():
         pos = int(np.flatnonzero(bad)[0])
-        raise _error(f"{what}: {column} value {s.iloc[pos]!r} is not a number", src, pos, column)
+        raise _error(f"{what}: {column} value {shown(s.iloc[pos])} is not a number", src, pos, column)
     return out
 
 
@@ -110,13 +124,16 @@ def _to_unix_seconds(s: pd.Series, src: Source, column: str, what: str) -> pd.Se
         bad = ~np.isfinite(out.to_numpy())
         if bad.any():
             pos = int(np.flatnonzero(bad)[0])
-            raise _error(f"{what}: missing timestamp", src, pos, column)
+            raise _error(f"{what}: missing timestamp ({shown(s.iloc[pos])})", src, pos, column)
         return out
     else:
         numeric = pd.to_numeric(s, errors="coerce")
         if numeric.notna().all():
             return _to_unix_seconds(numeric, src, column, what)
-        parsed = pd.to_datetime(s, errors="coerce", utc=True, format="mixed")
+        check_date_forms(s, numeric, src, column, what)  # "1000" next to "2020-01-02" (strict.py)
+        # dd/mm vs mm/dd dates: one order per column, none that reads both ways (strict.py)
+        parsed = pd.to_datetime(date_order_to_iso(s, src, column, what), errors="coerce", utc=True,
+                                format="mixed")
     bad = parsed.isna().to_numpy()
     if bad.any():
         pos = int(np.flatnonzero(bad)[0])
@@ -125,6 +142,7 @@ def _to_unix_seconds(s: pd.Series, src: Source, column: str, what: str) -> pd.Se
         )
     if getattr(parsed.dt, "tz", None) is None:
         parsed = parsed.dt.tz_localize("UTC")
+    check_date_range(parsed, s, src, column, what)  # 1970 .. 2262 (strict.py)
     return (parsed.astype("datetime64[ns, UTC]").astype(np.int64) / 1e9).astype(np.float64)
 
 
@@ -188,6 +206,8 @@ def validate_interactions(
         df["rating"] = _to_float(df["rating"], src, "rating", "interactions")
     if "timestamp" in df.columns:
         df["timestamp"] = _to_unix_seconds(df["timestamp"], src, "timestamp", "interactions")
+        # none before 1970, one unit (seconds) in the whole column (strict.py)
+        check_timestamps(df["timestamp"], interactions["timestamp"], src, "timestamp", "interactions")
     if "event" in df.columns:
         df["event"] = df["event"].fillna("").astype(str)
     if item_ids is not None:

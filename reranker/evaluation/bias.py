@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..types import item_id_of
 from . import protocol as P
 from .experiment import build_ranker, ranker_fingerprint
 from .ranking_run import rank_users
@@ -24,7 +25,7 @@ def bias_sweep(ctx: SeedContext, result: SeedResult) -> BiasSweep:
     pb = ctx.protocol.position_bias
     bias_users = ctx.users[: pb.users]
     if ctx.protocol.regime == "a":  # the stage-1 list, target inserted when missing
-        base = {u: [getattr(c, "item_id", c) for c in ctx.lists[u]] for u in bias_users}
+        base = {u: [item_id_of(c) for c in ctx.lists[u]] for u in bias_users}
     else:
         base = {u: list(ctx.lists[u]) for u in bias_users}
     specs = [s for s in run.config.rankers if (pb.rankers is None or s.name in pb.rankers)]

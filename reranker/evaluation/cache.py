@@ -25,5 +25,8 @@ def open_cache(cache_dir: str | Path | None, enabled: bool = True, name: str = "
     """A `KVCache` in ``cache_dir`` (default `default_cache_dir()`), or a `NullCache`."""
     if not enabled:
         return NullCache()
+    from ..paths import check_output_dir
+
     folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    check_output_dir(folder, "cache_dir")
     return KVCache(folder / name)

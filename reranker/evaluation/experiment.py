@@ -60,6 +60,12 @@ def ranker_types() -> list[str]:
     return RANKERS.names(with_aliases=True)
 
 
+MAX_LIST = 1000
+"""The largest candidate list an experiment ranks (regime A ``n_candidates``, regime B
+``n_negatives + 1``, injection lists): an LLM ranker sees every item of it in its prompts."""
+MAX_POSITIONS = 100
+"""The most positions a position-bias sweep may name."""
+
 TRADITIONAL_TYPES = frozenset({"identity", "random", "pop", "popular", "itemcf", "usercf"})
 LLM_TYPES = frozenset(LLM_RANKER_TYPES)
 DATA_FORMATS = ("csv", "parquet", "jsonl", "movielens", "recbole", "amazon2023")
@@ -68,6 +74,7 @@ __all__ = [
     "SyntheticSpec",
     "DataSpec",
     "PositionBiasSpec",
+    "InjectionSpec",
     "RatingSpec",
     "ProtocolSpec",
     "RetrieverSpec",
@@ -91,8 +98,8 @@ class SyntheticSpec(BaseConfig):
     """The generated demo world (reranker.data.synthetic.generate_world)."""
 
     seed: int = 0
-    n_users: int = Field(300, ge=3)
-    n_items: int = Field(200, ge=8)
+    n_users: int = Field(300, ge=3, le=1_000_000)
+    n_items: int = Field(200, ge=8, le=1_000_000)
 
 
 class DataSpec(BaseConfig):
@@ -128,7 +135,24 @@ class PositionBiasSpec(BaseConfig):
     def _non_negative(cls, v: list[int]) -> list[int]:
         if not v or any(p < 0 for p in v):
             raise ValueError("positions must be a non-empty list of integers >= 0")
+        if len(v) > MAX_POSITIONS or any(p >= MAX_LIST for p in v):
+            raise ValueError(f"at most {MAX_POSITIONS} positions, each < {MAX_LIST} (the largest candidate list)")
         return v
+
+
+class InjectionSpec(BaseConfig):
+    """Injection susceptibility (`reranker.evaluation.injection`): an instruction planted in one
+    non-target candidate's title, in ``orders`` shuffles of ``n_candidates``-item lists of the
+    first ``users`` users; how far it moves that item, against a benign length-matched control.
+    ``suffixes`` (name -> text, ``{label}``: the item's own label) replaces the built-in set;
+    ``rankers`` names the rows measured (default: every LLM row)."""
+
+    enabled: bool = False
+    users: int = Field(20, ge=1)
+    orders: int = Field(3, ge=1, le=100)
+    n_candidates: int = Field(10, ge=2, le=MAX_LIST)
+    suffixes: dict[str, str] | None = None
+    rankers: list[str] | None = None
 
 
 class RatingSpec(BaseConfig):
@@ -144,18 +168,24 @@ class ProtocolSpec(BaseConfig):
 
     regime: Literal["a", "b", "rating"] = "a"
     stage: Literal["validation", "test"] = "test"
-    n_candidates: int = Field(20, ge=2)
-    n_negatives: int = Field(19, ge=1)
+    n_candidates: int = Field(20, ge=2, le=MAX_LIST)
+    """Stage-1 candidates per user in regime A (at most 1000)."""
+    n_negatives: int = Field(19, ge=1, le=MAX_LIST - 1)
+    """Sampled negatives per user in regime B (the list holds n_negatives + 1 <= 1000 items)."""
     history_cap: int = Field(20, ge=1)
     users: int | None = Field(None, ge=1)
+    """Evaluate the first N users of a seeded order (None: all; a larger N than the data holds
+    means all)."""
     seeds: list[int] = Field(default_factory=lambda: [0])
     ks: list[int] = Field(default_factory=lambda: [1, 5, 10, 20])
-    n_boot: int = Field(1000, ge=10)
+    n_boot: int = Field(1000, ge=10, le=100_000)
+    """Bootstrap resamples of every confidence interval."""
     compare_to: str | None = "usercf"
     pairs: list[tuple[str, str]] = Field(default_factory=list)
     """Extra paired comparisons ``[a, b]``: the per-user difference a - b with a bootstrap CI
     (e.g. a fine-tuned model against its zero-shot base)."""
     position_bias: PositionBiasSpec = Field(default_factory=PositionBiasSpec)
+    injection: InjectionSpec = Field(default_factory=InjectionSpec)
     rating: RatingSpec = Field(default_factory=RatingSpec)
     ties: Literal["random", "item_id"] = "random"
     """How a user's interactions in the same second are ordered (the split's targets, every
@@ -254,11 +284,32 @@ class ExperimentConfig(BaseConfig):
         unknown = sorted({n for pair in self.protocol.pairs for n in pair if n not in names})
         if unknown:
             raise ValueError(f"protocol.pairs: {unknown} are not ranker names (rankers: {names})")
+        _check_ranker_names(self.protocol, names)
         if self.protocol.regime == "rating":
             bad = [r.name for r in self.rankers if r.type not in ("itemcf", "usercf")]
             if bad:
                 raise ValueError(f"regime 'rating' evaluates kNN predictors only (itemcf/usercf); not: {bad}")
         return self
+
+
+def _check_ranker_names(protocol: ProtocolSpec, names: list[str]) -> None:
+    """Fields of `protocol` that name rankers must name rankers of the experiment (a typo would
+    otherwise drop the comparison silently). ``compare_to`` is checked when it was given: its
+    default, ``usercf``, applies only where such a row exists."""
+    def fail(field: str, msg: str) -> Exception:  # reported as `protocol.<field>: msg`
+        error = ConfigError(f"protocol.{field}: {msg}")
+        error.lines = [(f"protocol.{field}", msg)]
+        return nested_config_error(error)
+
+    ref = protocol.compare_to
+    if ref is not None and "compare_to" in protocol.model_fields_set and ref not in names:
+        raise fail("compare_to", f"{ref!r} is not a ranker name (rankers: {names}); name one of "
+                   "them, or null for no paired comparison")
+    for field, listed in (("position_bias.rankers", protocol.position_bias.rankers),
+                          ("injection.rankers", protocol.injection.rankers)):
+        unknown = sorted({n for n in listed or [] if n not in names})
+        if unknown:
+            raise fail(field, f"{unknown} are not ranker names (rankers: {names})")
 
 
 @dataclass
@@ -336,10 +387,24 @@ def build_ranker(spec: RankerSpec, ctx: BuildContext) -> Any:
 
 
 def ranker_fingerprint(spec: RankerSpec, data_fingerprint: str, seed: int, extra: Any = None) -> str:
-    """A short hash of what determines a ranker's output (type, params, fit data, seed)."""
+    """A short hash of what determines a ranker's output (type, params, fit data, seed; for a
+    row that prompts an LLM -- an LLM type, a learned head with ``llm``, fusion -- also the
+    prompt version, so rankings cached under older prompts are not reused)."""
     from .cache import make_key
 
+    if uses_prompts(spec):
+        from ..llm.prompts import PROMPT_VERSION
+
+        extra = {"prompt_version": PROMPT_VERSION, "extra": extra}
     return make_key("ranker-v1", spec.type, spec.params, data_fingerprint, seed, extra)[:24]
+
+
+def uses_prompts(spec: RankerSpec) -> bool:
+    """Whether a row's rankings depend on the LLM prompts (an LLM type, a learned head with an
+    ``llm`` part, or fusion, whose components may be LLM rows)."""
+    return spec.type in LLM_TYPES or spec.type == "fusion" or (
+        spec.type == "learned-fusion" and bool(spec.params.get("llm"))
+    )
 
 
 def data_fingerprint(data: Dataset) -> str:
@@ -350,6 +415,5 @@ def data_fingerprint(data: Dataset) -> str:
     from .cache import make_key
 
     fp = data.fingerprint()
-    order = getattr(data, "tie_order", None)
-    token = order.cache_token() if order is not None else None
+    token = data.tie_order.cache_token()
     return fp if token is None else make_key("data-v1", fp, token)[:16]

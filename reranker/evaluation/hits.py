@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
+from ..types import Ranking, item_id_of
 
 Rankings = Sequence[Sequence[Any]] | np.ndarray
 Relevant = Sequence[Collection[Any] | str]
@@ -50,7 +51,7 @@ def as_id_matrix(rankings: Rankings, k: int | None = None) -> tuple[np.ndarray, 
     total = int(lengths.sum())
     if total:
         flat = np.fromiter(
-            (str(getattr(x, "item_id", x)) for x in chain.from_iterable(r[:kk] for r in lists)),
+            (str(item_id_of(x)) for x in chain.from_iterable(r[:kk] for r in lists)),
             dtype=object,
             count=total,
         )
@@ -64,8 +65,7 @@ def as_id_matrix(rankings: Rankings, k: int | None = None) -> tuple[np.ndarray, 
 
 def _as_list(row: Any) -> list[Any]:
     """A ranked row as a list: a `Ranking` gives its items, anything else is iterated."""
-    items = getattr(row, "items", None)
-    return list(items) if isinstance(items, tuple) else list(row)
+    return list(row.items) if isinstance(row, Ranking) else list(row)
 
 
 def _relevant_sets(relevant: Relevant) -> list[set[str]]:

@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, DataError
+from ..retrieval.base import BatchRetriever
+from ..types import item_id_of
 from .metrics import bootstrap_ci, ranking_metrics
 
 __all__ = [
@@ -131,9 +133,8 @@ def regime_a_lists(
     Uses ``retriever.retrieve_batch(histories, n)`` when the retriever has it.
     """
     hs = [histories[u] for u in users]
-    batch = getattr(retriever, "retrieve_batch", None)
-    if callable(batch):
-        got = batch(hs, n)
+    if isinstance(retriever, BatchRetriever):
+        got = retriever.retrieve_batch(hs, n)
         if isinstance(got, Mapping):
             return {u: list(got[u]) for u in users}
         return {u: list(c) for u, c in zip(users, got, strict=True)}
@@ -199,7 +200,7 @@ def target_in(lists: Sequence[Sequence[Any]], targets: Sequence[str]) -> np.ndar
     """Per user 1.0 when the target is in the list (the Recall@n ceiling of stage 1)."""
     out = np.zeros(len(lists))
     for i, (lst, t) in enumerate(zip(lists, targets, strict=True)):
-        ids = {getattr(c, "item_id", c) for c in lst}
+        ids = {item_id_of(c) for c in lst}
         out[i] = float(str(t) in ids)
     return out
 

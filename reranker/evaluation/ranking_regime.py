@@ -42,6 +42,11 @@ def run_ranking(run: RunContext, data: Any, results: list[Any], data_summary: Mu
         {"evaluated_users": len(users), "eligible_users": len(targets), "excluded_users": split.excluded_users}
     )
     fp = data_fingerprint(fit_data)
+    # The learned head fits on the validation stage of the split it is given. Evaluating the
+    # validation stage itself, it gets the split one step earlier (`LeaveOneOutSplit.earlier`:
+    # fitted on train minus each user's last train item, that item the target), so no head is
+    # fitted on the labels it is scored on, and tuning on validation mirrors the test stage.
+    head_split = split.earlier() if pr.stage == "validation" else split
     known: dict[str, set[str]] = {}
     if pr.regime == "b":
         df = data.interactions
@@ -49,7 +54,7 @@ def run_ranking(run: RunContext, data: Any, results: list[Any], data_summary: Mu
     stage1: dict[str, list[Any]] | None = None
     ceiling: Stage1Ceiling | None = None
     for seed in run.seeds:
-        build = BuildContext(fit_data=fit_data, catalog=data, cache=run.cache, seed=seed, split=split)
+        build = BuildContext(fit_data=fit_data, catalog=data, cache=run.cache, seed=seed, split=head_split)
         if pr.regime == "a":
             if stage1 is None:
                 stage1, ceiling = _stage1(run, build, histories, targets, users, seed)
@@ -65,6 +70,10 @@ def run_ranking(run: RunContext, data: Any, results: list[Any], data_summary: Mu
         rank_all(ctx, result)
         if pr.position_bias.enabled:
             bias_sweep(ctx, result)
+        if pr.injection.enabled:
+            from .injection import injection_sweep
+
+            injection_sweep(ctx, result)
         run.flush()
 
 
@@ -100,14 +109,17 @@ def build_all(ctx: SeedContext) -> dict[str, Any]:
 
 def rank_all(ctx: SeedContext, result: SeedResult) -> None:
     """Rank and score the seed's lists with every ranker, writing partial results as it goes."""
+    from ..ranking.learned import LearnedFusionRanker
+
     run = ctx.run
     built = build_all(ctx)
     runs: dict[str, RankerRun] = {}
     for spec in run.config.rankers:
         ranker = built[spec.name]
         users = ctx.users[: spec.users] if spec.users else ctx.users
-        fpr = ranker_fingerprint(spec, ctx.fingerprint, ctx.seed)
-        fit = getattr(getattr(ranker, "head", None), "fit_report", None)  # learned heads
+        earlier = spec.type == "learned-fusion" and ctx.protocol.stage == "validation"
+        fpr = ranker_fingerprint(spec, ctx.fingerprint, ctx.seed, extra="head-split-earlier" if earlier else None)
+        fit = ranker.head.fit_report if isinstance(ranker, LearnedFusionRanker) else None
         entry = RankerEntry(type=spec.type, params=spec.params, fit_report=fit or None)
         result.rankers[spec.name] = entry
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from ..ranking.base import rank_many_batch_size
+from ..types import item_id_of
 from . import protocol as P
 from .cache import KVCache, NullCache, make_key
 from .records import CachedRanking, RankerRun
@@ -67,7 +69,7 @@ def rank_users(
     run = run or RankerRun(name)
     keys = {}
     for u in users:
-        ids = [getattr(c, "item_id", c) for c in lists[u]]
+        ids = [item_id_of(c) for c in lists[u]]
         keys[u] = make_key("rank", fingerprint, salt, u, list(histories[u].items), ids)
     found = cache.get_many(keys.values()) if cache.enabled else {}
     loop = _RankLoop(ranker, run, keys, found, {}, histories, lists, cache, precomputed, on_flush, flush_every)
@@ -102,9 +104,7 @@ class _RankLoop:
         """Users in order; the cache misses of each block of ``ranker.users_per_batch`` users are
         ranked together through ``ranker.rank_many`` when the ranker has it (listwise LLM: one
         batched generate), one by one through ``rank`` otherwise."""
-        batch = 1
-        if self.precomputed is None and hasattr(self.ranker, "rank_many"):
-            batch = max(1, int(getattr(self.ranker, "users_per_batch", 1)))
+        batch = rank_many_batch_size(self.ranker) if self.precomputed is None else 1
         i = 0
         for b0 in range(0, len(users), batch):
             block = users[b0 : b0 + batch]

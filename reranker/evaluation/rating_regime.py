@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
+from ..retrieval.base import BatchRatingPredictor
 from .experiment import build_retriever
 from .records import RatingModel, RatingPoint, RatingSeedResult
 from .run_context import RunContext
@@ -70,21 +71,14 @@ def _ci(values: np.ndarray, n_boot: int, seed: int) -> tuple[float, float, float
 
 
 def predict_ratings(model: Any, user_ids: Sequence[str], item_ids: Sequence[str]) -> np.ndarray:
-    """Predicted ratings for (user, item) pairs, batched when the model offers it."""
-    for name in ("predict_ratings", "predict_batch", "predict_rating_batch"):
-        fn = getattr(model, name, None)
-        if callable(fn):
-            got = fn(list(user_ids), list(item_ids))
-            for attr in ("values", "ratings"):
-                v = getattr(got, attr, None)
-                if isinstance(v, np.ndarray | list):
-                    got = v
-                    break
-            return np.asarray(got, dtype=np.float64)
+    """Predicted ratings for (user, item) pairs, batched when the model offers it
+    (`BatchRatingPredictor`), else pair by pair (`RatingPredictor`)."""
+    if isinstance(model, BatchRatingPredictor):
+        got = model.predict_batch(list(user_ids), list(item_ids))
+        return np.asarray(got.values, dtype=np.float64)
     out = np.empty(len(user_ids))
     for i, (u, it) in enumerate(zip(user_ids, item_ids, strict=True)):
-        p = model.predict_rating(u, it)
-        out[i] = float(getattr(p, "rating", getattr(p, "value", p)))
+        out[i] = float(model.predict_rating(u, it))
     return out
 
 

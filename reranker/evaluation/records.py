@@ -209,6 +209,8 @@ class SeedResult:
     paired_vs: str | None = None
     pairs: list[PairedDiff] | None = None
     position_bias: BiasSweep | None = None
+    injection: dict[str, Any] | None = None
+    """The injection sweep (`reranker.evaluation.injection.injection_sweep`), when enabled."""
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -224,6 +226,8 @@ class SeedResult:
             out["pairs"] = [p.to_dict() for p in self.pairs]
         if self.position_bias is not None:
             out["position_bias"] = self.position_bias.to_dict()
+        if self.injection is not None:
+            out["injection"] = self.injection
         return out
 
 

@@ -50,13 +50,32 @@ def _fit_lines(rankers: Mapping[str, Any]) -> list[str]:
         coef = ", ".join(f"{k} {v:+.2f}" for k, v in (f.get("coef") or {}).items())
         if "coef_hidden_abs_sum" in f:
             coef += f", hidden PCA sum abs {f['coef_hidden_abs_sum']:.2f}"
+        if not coef and f.get("importance_gain"):
+            coef = f"LambdaRank, {f.get('rounds', '?')} trees (gain below)"
         rows.append([
             name, str(f.get("n_lists", "")), _num(head),
             f"{best} {_num(singles.get(best))}" if best else "n/a",
             f.get("fallback_feature") or "no", coef or "n/a",
         ])
     lines += _table(["ranker", "fit lists", "held-out NDCG head", "best single feature", "fallback", "weights"], rows)
-    return lines + [""]
+    return lines + [""] + _importance_lines(fits)
+
+
+def _importance_lines(fits: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Tree heads: each feature's total split gain and its share, largest first."""
+    lines: list[str] = []
+    for name, f in fits.items():
+        gain = dict(f.get("importance_gain") or {})
+        if not gain:
+            continue
+        if f.get("importance_gain_hidden_sum") is not None:
+            gain["LLM hidden (PCA, summed)"] = f["importance_gain_hidden_sum"]
+        total = sum(gain.values()) or 1.0
+        rows = [[feat, f"{g:,.1f}", f"{100 * g / total:.1f}%"]
+                for feat, g in sorted(gain.items(), key=lambda kv: -kv[1])]
+        lines += [f"Feature importance of {name} (total split gain):", ""]
+        lines += _table(["feature", "gain", "share"], rows) + [""]
+    return lines
 
 
 def _first_n(cells: Mapping[str, Any]) -> Any:
@@ -114,6 +133,10 @@ def _header_lines(res: Mapping[str, Any]) -> list[str]:
     lines.append(f"- Protocol: {label}; split: {pr.get('split')}; stage: {pr.get('stage')}")
     if regime != "rating":
         lines.append(f"- Ties in time (same user, same timestamp): {_tie_rule(pr)}")
+        if any(e.get("type", "").startswith("llm-") or e.get("type") in ("fusion", "learned-fusion")
+               for run in res.get("runs", []) for e in (run.get("rankers") or {}).values()):
+            v = res.get("prompt_version")
+            lines.append(f"- LLM prompt version: {v if v is not None else '1 (not recorded: before prompt versions)'}")
     if regime != "rating":
         lines.append(
             f"- Candidates per user: {pr.get('n_candidates')}; history cap: {pr.get('history_cap')}; "
@@ -241,6 +264,10 @@ def _ranking_sections(res: Mapping[str, Any]) -> list[str]:
                         )
             lines += [f"### Position bias ({pb['users']} users): HR@1 / mean rank of the target placed at position", ""]
             lines += _table(["ranker", "variant"] + [f"pos {p}" for p in pos], rows) + [""]
+        if run.get("injection"):
+            from .injection import injection_markdown
+
+            lines += injection_markdown(run["injection"])
     pooled = res.get("pooled")
     if pooled and res.get("protocol", {}).get("regime") != "rating":
         metrics = list(next(iter(pooled.values()))["summary"])

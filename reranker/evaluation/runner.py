@@ -81,7 +81,10 @@ class ExperimentRunner:
         self.cfg: ExperimentConfig = loaded.config
         self.opt = options or RunOptions()
         out = self.opt.out_dir if self.opt.out_dir is not None else loaded.output_base() / self.cfg.output_dir
-        self.out_dir = Path(out)
+        from ..paths import check_output_dir
+
+        # an output folder that cannot be written fails here, not after the first ranker
+        self.out_dir = check_output_dir(out, "--out" if self.opt.out_dir is not None else "output_dir")
         cache_dir = self.opt.cache_dir
         if cache_dir is None and self.cfg.cache_dir is not None:
             cache_dir = loaded.output_base() / self.cfg.cache_dir
@@ -141,6 +144,7 @@ class ExperimentRunner:
                 "n_boot": pr.n_boot,
                 "retriever": self.cfg.retriever.model_dump(mode="json") if pr.regime == "a" else None,
             },
+            "prompt_version": _prompt_version(),
             "machine": machine_info(),
             "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "runs": [],
@@ -204,6 +208,14 @@ def run_experiment(
 
     loaded = config if isinstance(config, LoadedExperiment) else load_experiment(config)
     return ExperimentRunner(loaded, options).run()
+
+
+def _prompt_version() -> int:
+    """The built-in prompts' version (`reranker.llm.prompts.PROMPT_VERSION`): which prompts the
+    LLM rows of this results.json saw (1: before issue 19)."""
+    from ..llm.prompts import PROMPT_VERSION
+
+    return PROMPT_VERSION
 
 
 def is_llm_type(t: str) -> bool:

@@ -17,6 +17,19 @@ variables, and are not templates on their own (`PromptLibrary.get("_context")` i
 Template folders, first match wins (for templates and partials alike): a user folder (config
 `prompt_dir`), the `prompts/` package data shipped in the wheel (`reranker/_prompts/`), the
 repository's top-level `prompts/`. Templates render in Jinja's immutable sandbox.
+
+Sandbox: a user folder is code we run, so a template that reaches for Python internals
+(``{{ ''.__class__.__mro__ }}``, ``{{ cycler.__init__.__globals__ }}``,
+``{{ self._TemplateReference__context }}``, ``x|attr('__class__')``, ``x['__class__']``) is
+refused at load (`PromptError` naming the template or partial and the attribute); what only
+shows at render (a computed attribute name, a mutating method such as ``list.append``, a range
+over `MAX_RANGE`) is stopped by the sandbox and raised as a `PromptError` naming the template.
+
+Versions: the built-in templates carry a ``{# version: N #}`` comment equal to `PROMPT_VERSION`,
+the version of the prompts as a whole (templates and the item-text cleaning of
+`reranker.ranking.item_text`); rankers record it in their diagnostics, evaluation reports in
+results.json, and the evaluation cache key of LLM rows includes it. `PromptTemplate.version` is
+a template's own header value (None for a user template without one).
 """
 
 from __future__ import annotations
@@ -32,6 +45,16 @@ from ..errors import PromptError
 TEMPLATE_NAMES = ("rank_listwise", "score_pointwise", "rank_verbalizer", "explain")
 PARTIAL_PREFIX = "_"
 _HEADER = re.compile(r"\{#-?\s*requires:\s*(?P<vars>[^#]*?)\s*-?#\}")
+_VERSION = re.compile(r"\{#-?\s*version:\s*(?P<v>[^\s#]+)\s*-?#\}")
+
+PROMPT_VERSION = 2
+"""Version of the built-in prompts (templates + item-text cleaning). 1: the prompts before issue
+19 (raw item text, instructions first); 2: cleaned, delimited item text, instructions after it."""
+
+#: attributes refused at load even though they do not start with "_" (the sandbox refuses them too)
+_UNSAFE_NAMES = frozenset({"mro", "func_globals", "func_code", "f_globals", "f_locals", "f_builtins",
+                           "gi_frame", "gi_code", "cr_frame", "cr_code", "ag_frame", "ag_code",
+                           "tb_frame", "f_back"})
 
 
 def builtin_prompt_dirs() -> list[Path]:
@@ -67,12 +90,15 @@ class PromptTemplate:
                 "'{# requires: var1, var2 #}' declaring its variables"
             )
         declared = {v.strip() for v in m.group("vars").split(",") if v.strip()}
+        vm = _VERSION.search(source)
+        self.version: str | None = vm.group("v") if vm else None
         try:
             ast = env.parse(source)
         except jinja2.TemplateSyntaxError as e:
             raise PromptError(
                 f"prompt template {name!r} ({path}): syntax error at line {e.lineno}: {e.message}"
             ) from None
+        _check_safe(ast, f"prompt template {name!r} ({path})")
         used = _used_variables(env, ast, name, set())
         undeclared = sorted(used.keys() - declared)
         if undeclared:
@@ -96,12 +122,48 @@ class PromptTemplate:
         missing = sorted(self.variables - variables.keys())
         if missing:
             raise PromptError(f"prompt template {self.name!r}: missing variable {missing[0]!r}")
+        from jinja2.sandbox import SecurityError
+
         try:
             return self._template.render(**variables).strip()
+        except SecurityError as e:
+            raise PromptError(
+                f"prompt template {self.name!r} ({self.path}): blocked by the sandbox: {e}"
+            ) from None
         except jinja2.UndefinedError as e:
             raise PromptError(f"prompt template {self.name!r}: {e.message}") from None
         except jinja2.TemplateError as e:
             raise PromptError(f"prompt template {self.name!r}: {e}") from None
+        except (OverflowError, TypeError, ValueError, ArithmeticError, LookupError) as e:
+            # e.g. the sandbox's range limit, calling a string: a broken template, not a crash
+            raise PromptError(
+                f"prompt template {self.name!r} ({self.path}): {type(e).__name__}: {e}"
+            ) from None
+
+
+def _check_safe(ast: Any, where: str) -> None:
+    """Refuse, at load, attribute access that only serves to escape the sandbox: a constant
+    attribute or item name starting with "_" (``x.__class__``, ``x['__globals__']``,
+    ``x|attr('__init__')``, ``self._TemplateReference__context``) or one of `_UNSAFE_NAMES`."""
+    from jinja2 import nodes
+
+    def bad(attr: Any) -> bool:
+        return isinstance(attr, str) and (attr.startswith("_") or attr in _UNSAFE_NAMES)
+
+    for node in ast.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter)):
+        attr = None
+        if isinstance(node, nodes.Getattr):
+            attr = node.attr
+        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+            attr = node.arg.value
+        elif isinstance(node, nodes.Filter) and node.name == "attr" and node.args:
+            arg = node.args[0]
+            attr = arg.value if isinstance(arg, nodes.Const) else None
+        if bad(attr):
+            raise PromptError(
+                f"{where}: line {node.lineno}: access to {attr!r} is not allowed in a prompt "
+                "template (the sandbox refuses Python internals)"
+            )
 
 
 def _used_variables(env: Any, ast: Any, name: str, seen: set[str]) -> dict[str, str | None]:
@@ -129,6 +191,7 @@ def _used_variables(env: Any, ast: Any, name: str, seen: set[str]) -> dict[str, 
             raise PromptError(
                 f"prompt partial {ref!r} ({filename}): syntax error at line {e.lineno}: {e.message}"
             ) from None
+        _check_safe(sub, f"prompt partial {ref!r} ({filename}, included by {name!r})")
         for var, where in _used_variables(env, sub, ref, seen).items():
             used.setdefault(var, where or ref)
     return used
@@ -209,6 +272,7 @@ def render(name: str, variables: Mapping[str, Any], prompt_dir: str | Path | Non
 
 __all__ = [
     "PARTIAL_PREFIX",
+    "PROMPT_VERSION",
     "PromptLibrary",
     "PromptTemplate",
     "TEMPLATE_NAMES",

@@ -9,6 +9,9 @@ from typing import Any
 
 from ..errors import DataError
 
+MAX_REQUEST_BYTES = 64 * 2**20
+"""The largest request file read (64 MiB)."""
+
 
 @dataclass
 class RerankRequest:
@@ -29,16 +32,24 @@ def load_request(path: str | Path) -> RerankRequest:
     p = Path(path)
     if not p.is_file():
         raise DataError("request file not found", path=str(p))
+    size = p.stat().st_size
+    if size > MAX_REQUEST_BYTES:
+        raise DataError(f"{size:,} bytes; a request file may hold at most {MAX_REQUEST_BYTES:,}", path=str(p))
     try:
         raw = p.read_bytes()
         req = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
-        raise DataError("not valid UTF-8 text; save the file as UTF-8", path=str(p), line=line) from None
+        raise DataError(f"not valid UTF-8 text at byte {e.start}; save the file as UTF-8",
+                        path=str(p), line=line) from None
     except OSError as e:  # PermissionError, ...
         raise DataError(f"cannot read: {e.strerror or e}", path=str(p)) from None
     except json.JSONDecodeError as e:
         raise DataError(f"invalid JSON: {e.msg} (column {e.colno})", path=str(p), line=e.lineno) from None
+    except RecursionError:  # e.g. [[[[...]]]] 100k deep
+        raise DataError("invalid JSON: nested too deeply", path=str(p)) from None
+    except ValueError as e:  # e.g. an integer of more than 4300 digits
+        raise DataError(f"invalid JSON: {e}", path=str(p)) from None
     if not isinstance(req, dict):
         raise DataError("the request must be a JSON object with 'history' and 'candidates'", path=str(p))
     unknown = set(req) - {"history", "candidates", "context", "user_id"}

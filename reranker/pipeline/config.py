@@ -11,7 +11,7 @@ wrote (``mu: null``; ``k``/``similarity``/... for ``popular``) are dropped.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from pydantic import Field, field_validator
 
@@ -23,8 +23,16 @@ from ..ranking.fusion import FusionConfig, NonNegWeight
 from ..ranking.learned import LearnedFusionConfig
 from ..registry import LLM_RANKER_TYPES, MODE_TO_TYPE, RANKERS, RETRIEVERS
 
-RetrieverConfig = RETRIEVERS.union()
-LLMRankerConfig = RANKERS.union(LLM_RANKER_TYPES)
+if TYPE_CHECKING:
+    # the type checker's view of the registries' unions (built at run time): any registered
+    # retriever's config (its name: `RETRIEVERS.type_of`), one of the three LLM rankers'
+    from ..ranking.configs import ListwiseConfig, VerbalizerConfig
+
+    RetrieverConfig: TypeAlias = BaseConfig
+    LLMRankerConfig: TypeAlias = PointwiseConfig | ListwiseConfig | VerbalizerConfig
+else:
+    RetrieverConfig = RETRIEVERS.union()
+    LLMRankerConfig = RANKERS.union(LLM_RANKER_TYPES)
 
 _OLD_RETRIEVER_KEYS = ("k", "similarity", "feedback", "shrinkage", "min_support")
 
@@ -52,7 +60,7 @@ class LearnedSection(LearnedFusionConfig):
 
     enabled: bool = False
     users: int | None = Field(None, ge=1, description="validation users to fit on (None: all)")
-    n_negatives: int = Field(19, ge=1)
+    n_negatives: int = Field(19, ge=1, le=999)
     negatives: Literal["random", "retrieved", "mixed"] = "random"
 
 
@@ -97,7 +105,8 @@ class RankingSection(BaseConfig):
     """Stage 2: candidates per user, the scorers (``null`` switches one off), their fusion or
     the learned head, diversity."""
 
-    n_candidates: int = Field(20, ge=1)
+    n_candidates: int = Field(20, ge=1, le=1000)
+    """Stage-1 candidates reranked per request (at most 1000)."""
     llm: LLMRankerConfig | None = Field(default_factory=PointwiseConfig)
     bert: BertScorerConfig | None = Field(default_factory=BertScorerConfig)
     fusion: FusionSection = Field(default_factory=FusionSection)

@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,6 +33,9 @@ from ..types import Candidate, History, Ranking
 from .config import PipelineConfig
 from .persist import load_pipeline, save_pipeline
 
+if TYPE_CHECKING:
+    from ..data.dataset import Dataset
+
 log = logging.getLogger(__name__)
 
 
@@ -43,7 +46,7 @@ class Pipeline:
     def __init__(self, config: PipelineConfig | None = None, *, llm_backend: Any | None = None) -> None:
         self.config = config or PipelineConfig()
         self._llm_backend = llm_backend
-        self.data = None
+        self.data: Dataset | None = None
         self.retriever: Any = None
         self.popular: Any = None
         self.bert: Any = None
@@ -63,9 +66,10 @@ class Pipeline:
         scorer's item embeddings)."""
         r = self.config.retriever
         ctx = BuildContext(fit_data=data, seed=self.config.seed)
-        if r.type in ("t-itemcf", "t-usercf"):
+        rtype = RETRIEVERS.type_of(r)
+        if rtype in ("t-itemcf", "t-usercf"):
             if self.bert is None:
-                raise ConfigError(f"retriever.type: {r.type} needs text embeddings; enable ranking.bert")
+                raise ConfigError(f"retriever.type: {rtype} needs text embeddings; enable ranking.bert")
             ctx.item_embeddings = self.bert.encoder.encode_catalog()
         try:
             return RETRIEVERS.build(r, ctx)
@@ -172,7 +176,7 @@ class Pipeline:
         if isinstance(r, KNNConfig):
             knn = {"k": r.k, "similarity": "cosine" if r.similarity == "adjusted_cosine" else r.similarity,
                    "feedback": r.feedback}
-        comps = build_components(data, self.data, itemcf=knn, usercf=knn, bert=self.bert)
+        comps = build_components(data, self._fit_data(), itemcf=knn, usercf=knn, bert=self.bert)
         llm = self.llm if self._pointwise else None
         return FeatureBuilder(comps, llm=llm, use_hidden=self.config.ranking.learned.use_llm_hidden)
 
@@ -193,6 +197,12 @@ class Pipeline:
         if self.retriever is None:
             raise ModelError("Pipeline is not fitted; call fit(dataset) or Pipeline.load(dir)")
 
+    def _fit_data(self) -> Dataset:
+        """The data `fit` (or `load`) was given; ModelError before that."""
+        if self.data is None:
+            raise ModelError("Pipeline is not fitted; call fit(dataset) or Pipeline.load(dir)")
+        return self.data
+
     def history_for(self, user: str | History | None, context: Mapping[str, Any] | None = None) -> History:
         """The history to serve: a known user's (capped) history, an ad-hoc one, or empty."""
         if isinstance(user, History):
@@ -204,7 +214,7 @@ class Pipeline:
             return h
         if user is None:
             return History(context=dict(context or {}))
-        return self.data.history(str(user), cap=self.config.history_cap, context=context)
+        return self._fit_data().history(str(user), cap=self.config.history_cap, context=context)
 
     def candidates(self, history: History, n: int | None = None) -> list[Candidate]:
         """Stage 1 (popular items for an empty history)."""
@@ -237,7 +247,7 @@ class Pipeline:
         if rk.diversity.enabled and len(ranking) > 1:
             from ..ranking.diversity import CategorySimilarity, EmbeddingSimilarity, mmr_rerank
 
-            sim = (CategorySimilarity(self.data) if rk.diversity.similarity == "category" or self.bert is None
+            sim = (CategorySimilarity(self._fit_data()) if rk.diversity.similarity == "category" or self.bert is None
                    else EmbeddingSimilarity(self.bert.encoder))
             ranking = mmr_rerank(ranking, sim, rk.diversity.lam)
         return ranking

@@ -14,10 +14,39 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     import numpy as np
 
-    from ..types import Candidate, History, Ranking
+    from ..types import Candidate, History, Item, Ranking
 
 Catalog = Any
-"""Mapping[str, Item | dict] | Dataset (anything with `.item(id)`) | None."""
+"""Mapping[str, Item | dict] | Dataset (anything with `.item(id)`, see `ItemLookup`) | None."""
+
+
+@runtime_checkable
+class Named(Protocol):
+    """A component that names itself (in diagnostics, signal names and reports)."""
+
+    name: str
+
+
+@runtime_checkable
+class ItemLookup(Protocol):
+    """A catalog object that gives items by id (a `Dataset`, a request's chained catalog);
+    unknown ids raise (KeyError or a `DataError`)."""
+
+    def item(self, item_id: str) -> Item: ...
+
+
+@runtime_checkable
+class ItemIndex(ItemLookup, Protocol):
+    """An `ItemLookup` that also says whether it holds an id (`Dataset.has_item`)."""
+
+    def has_item(self, item_id: str) -> bool: ...
+
+
+@runtime_checkable
+class ItemListing(Protocol):
+    """A catalog object that lists all its items at once (`Dataset.catalog()`)."""
+
+    def catalog(self) -> dict[str, Item]: ...
 
 
 @runtime_checkable
@@ -45,6 +74,23 @@ class BatchRanker(Ranker, Protocol):
     def rank_many(
         self, requests: Sequence[tuple[History, Sequence[Candidate]]], catalog: Catalog = None
     ) -> list[Ranking]: ...
+
+
+@runtime_checkable
+class PreferredBatchSize(Protocol):
+    """A `BatchRanker` that says how many requests `rank_many` should get at once (listwise
+    LLM: the users whose prompts fill one generate batch)."""
+
+    @property
+    def users_per_batch(self) -> int: ...
+
+
+def rank_many_batch_size(ranker: object) -> int:
+    """How many requests to rank together through `rank_many`: a `BatchRanker`'s
+    `users_per_batch` (`PreferredBatchSize`, at least 1); 1 (one by one) otherwise."""
+    if isinstance(ranker, BatchRanker) and isinstance(ranker, PreferredBatchSize):
+        return max(1, int(ranker.users_per_batch))
+    return 1
 
 
 def catalog_kwargs(catalog: Catalog) -> dict[str, Any]:
@@ -107,9 +153,15 @@ __all__ = [
     "BatchRanker",
     "Catalog",
     "IdentityRanker",
+    "ItemIndex",
+    "ItemListing",
+    "ItemLookup",
+    "Named",
+    "PreferredBatchSize",
     "Ranker",
     "Scorer",
     "ScorerRanker",
     "catalog_kwargs",
     "dedupe",
+    "rank_many_batch_size",
 ]

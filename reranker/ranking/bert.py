@@ -20,6 +20,7 @@ import numpy as np
 from pydantic import Field
 
 from ..config import BaseConfig
+from ..errors import ConfigError
 from ..types import Candidate, History, Item
 from .base import Catalog
 from .encoder import ItemEncoder, Renderer, render_item  # noqa: F401  (re-exported)
@@ -54,7 +55,7 @@ class BertScorerConfig(BaseConfig):
 def recency_weights(n: int, half_life: float) -> np.ndarray:
     """Weights for n history items, oldest first: the newest gets 1, one half-life older 0.5."""
     if half_life <= 0:
-        raise ValueError("half_life must be > 0")
+        raise ConfigError(f"half_life: must be > 0, got {half_life}")
     age = np.arange(n - 1, -1, -1, dtype=np.float64)
     return np.power(0.5, age / float(half_life))
 

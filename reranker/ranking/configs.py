@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 
 from ..config import BaseConfig
 from ..llm.base import LLMConfig
+from ..registry import RETRIEVERS
 from ..retrieval.knn import ItemCFConfig, UserCFConfig
 from .bert import BertScorerConfig
 from .learned import LearnedFusionConfig
@@ -19,7 +20,7 @@ class LLMRankerConfig(LLMConfig):
     """The model settings (`LLMConfig`, inherited field by field) plus what every LLM ranker
     takes: how much history it shows and an optional prompt-token cap."""
 
-    max_history: int = Field(20, ge=0, description="most recent history items shown")
+    max_history: int = Field(20, ge=0, le=1000, description="most recent history items shown")
     max_prompt_tokens: int | None = Field(
         None, ge=16, description="cap on a prompt's tokens below the model's context (None: the context)"
     )
@@ -44,16 +45,21 @@ class VerbalizerConfig(LLMRankerConfig):
     """LlamaRec-style verbalizer over lettered candidates."""
 
     type: Literal["llm-verbalizer"] = "llm-verbalizer"
-    permutations: int = Field(1, ge=1, description="seeded shuffles averaged against position bias")
+    permutations: int = Field(1, ge=1, le=20, description="seeded shuffles averaged against position bias")
     seed: int = 0
+    anchors: int = Field(
+        8, ge=1, le=25, description="more than 26 candidates: the first chunk's best candidates shown again in "
+        "every further chunk to put its scores on the first chunk's scale",
+    )
 
 
 class ListwiseConfig(LLMRankerConfig):
     """PALR select-and-rank with strict parsing, permutation bootstrapping, sliding windows."""
 
     type: Literal["llm-listwise"] = "llm-listwise"
-    permutations: int = Field(1, ge=1, description="orders shown per window, merged with Borda counts")
-    window: int = Field(20, ge=2, description="candidates per window (RankGPT-style sliding window)")
+    permutations: int = Field(1, ge=1, le=20, description="orders shown per window, merged with Borda counts")
+    window: int = Field(20, ge=2, le=50, description="candidates per window (RankGPT-style sliding window; "
+                        "a small LLM cannot order more than a few dozen numbered items in one answer)")
     step: int = Field(10, ge=1, description="window step")
     seed: int = 0
 
@@ -65,6 +71,8 @@ class ListwiseConfig(LLMRankerConfig):
 
 
 LLMRankerConfigs = PointwiseConfig | ListwiseConfig | VerbalizerConfig
+RetrieverConfigs = RETRIEVERS.union()
+"""Any registered retriever's config (a discriminated union on ``type``)."""
 
 
 class LearnedFusionParams(BaseConfig):
@@ -82,8 +90,31 @@ class LearnedFusionParams(BaseConfig):
     head: LearnedFusionConfig = Field(default_factory=LearnedFusionConfig)
     train_users: int | None = Field(None, ge=1, description="validation users the head is fitted on (None: all)")
     negatives: Literal["random", "retrieved", "mixed"] = "random"
-    n_negatives: int = Field(19, ge=1)
+    n_negatives: int = Field(19, ge=1, le=999)
     history_cap: int = Field(20, ge=1)
+    extra: dict[str, RetrieverConfigs] = Field(  # type: ignore[valid-type]
+        default_factory=dict,
+        description="more features: named stage-1 models (e.g. transitions, ease) fitted like the CF "
+        "features, each scoring the candidates; a retriever with per-source features (the union) adds "
+        "each source's score and rank (<name>.<source>_score / _rank)",
+    )
+    candidates_from: RetrieverConfigs | None = Field(  # type: ignore[valid-type]
+        None,
+        description="the retriever (fitted on the train split) whose top n_negatives + 1 candidates make "
+        "the fit lists for negatives 'retrieved' / 'mixed' (the hard candidates, as in regime A)",
+    )
+    ranks: bool = Field(False, description="add each scorer's within-list rank (<name>_rank, 1 = best)")
+    trend_days: float | None = Field(
+        None, gt=0, description="popularity trend feature: an item's share of interactions in the last "
+        "trend_days of the fit data vs overall (null: off)"
+    )
+    history_length: bool = Field(False, description="add the history length as a feature")
+
+    @model_validator(mode="after")
+    def _retriever_for_negatives(self) -> LearnedFusionParams:
+        if self.negatives != "random" and self.candidates_from is None:
+            raise ValueError(f"negatives {self.negatives!r} needs candidates_from (the retriever to take them from)")
+        return self
 
 
 __all__ = [
@@ -92,5 +123,6 @@ __all__ = [
     "LearnedFusionParams",
     "ListwiseConfig",
     "PointwiseConfig",
+    "RetrieverConfigs",
     "VerbalizerConfig",
 ]

@@ -19,8 +19,9 @@ import numpy as np
 from pydantic import Field
 
 from ..config import BaseConfig
+from ..errors import ConfigError
 from ..types import Candidate, History, Item, Ranking
-from .base import Catalog, Ranker, catalog_kwargs
+from .base import Catalog, ItemIndex, Ranker, catalog_kwargs
 
 if TYPE_CHECKING:
     from ..data.dataset import Dataset
@@ -47,7 +48,7 @@ def mmr_order(
     values count as the least relevant). Score ties go to the earlier index.
     """
     if not 0.0 <= lam <= 1.0:
-        raise ValueError(f"lam must be in [0, 1], got {lam}")
+        raise ConfigError(f"lam: must be in [0, 1], got {lam}")
     rel = np.asarray(relevance, dtype=np.float64).reshape(-1)
     n = rel.size
     sim = np.asarray(similarity, dtype=np.float64)
@@ -98,12 +99,13 @@ class CategorySimilarity:
         self.sep = sep
 
     @staticmethod
-    def _category(cat: Catalog, item_id: str) -> str | None:
+    def _category(cat: Catalog, item_id: str, indexed: bool) -> str | None:
+        """`indexed`: ``isinstance(cat, ItemIndex)``, checked once per call by the caller."""
         if isinstance(cat, Mapping):
             item = cat.get(item_id)
             if isinstance(item, Mapping):
                 return item.get("category") or None
-        elif hasattr(cat, "has_item"):
+        elif indexed:
             item = cat.item(item_id) if cat.has_item(item_id) else None
         else:  # anything else with .item(id) (e.g. a per-request chain of catalogs)
             try:
@@ -116,7 +118,8 @@ class CategorySimilarity:
         """Similarity of `item_ids` by the categories in `catalog` (None: this source's own)."""
         n = len(item_ids)
         cat = self.catalog if catalog is None else catalog
-        cats = [self._category(cat, i) for i in item_ids]
+        indexed = isinstance(cat, ItemIndex)  # once: runtime protocol checks are slow
+        cats = [self._category(cat, i, indexed) for i in item_ids]
         if self.sep is None:
             codes = {c: j for j, c in enumerate(dict.fromkeys(c for c in cats if c))}
             lab = np.array([codes[c] if c else -1 for c in cats], dtype=np.int64)

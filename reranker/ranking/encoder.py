@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..types import Item
-from .base import Catalog
+from .base import Catalog, ItemIndex, ItemLookup
 from .sentence_model import (
     _EMBEDDINGS,
     _LOCK,
@@ -92,12 +92,14 @@ class _CatalogView:
     def __init__(self, catalog: Mapping[str, Item] | Dataset) -> None:
         self._dataset = None
         self._dict: Mapping[str, Item] | None = None
+        self._indexed = False  # the catalog says whether it holds an id (`ItemIndex`)
         if isinstance(catalog, Mapping):
             self._dict = catalog
-        elif callable(getattr(catalog, "item", None)):
+        elif isinstance(catalog, ItemLookup):
             self._dataset = catalog
+            self._indexed = isinstance(catalog, ItemIndex)
         else:
-            raise TypeError(
+            raise DataError(
                 f"catalog must be a dict item_id -> Item or a Dataset, got {type(catalog).__name__}"
             )
 
@@ -108,7 +110,7 @@ class _CatalogView:
                 return Item.from_dict({"id": item_id, **dict(it)})
             return it
         assert self._dataset is not None
-        if hasattr(self._dataset, "has_item"):
+        if self._indexed:
             return self._dataset.item(item_id) if self._dataset.has_item(item_id) else None
         try:
             return self._dataset.item(item_id)

@@ -23,7 +23,7 @@ from pydantic import Field
 from ..config import BaseConfig
 from ..errors import ConfigError
 from ..types import Candidate, History, Ranking
-from .base import Catalog, Scorer, catalog_kwargs
+from .base import Catalog, Named, Scorer, catalog_kwargs
 from .fusion_weights import (  # noqa: F401  (re-exported: the public names of this module)
     NORMALIZE_METHODS,
     NormalizeMethod,
@@ -69,10 +69,10 @@ class RankerScorer:
 
     def __init__(self, ranker: Any, use: Literal["position", "score"] = "position") -> None:
         if use not in ("position", "score"):
-            raise ValueError(f"use must be 'position' or 'score', got {use!r}")
+            raise ConfigError(f"use: must be 'position' or 'score', got {use!r}")
         self.ranker = ranker
         self.use = use
-        self.name = getattr(ranker, "name", type(ranker).__name__)
+        self.name = ranker.name if isinstance(ranker, Named) else type(ranker).__name__
 
     def score(
         self, history: History, candidates: Sequence[Candidate], catalog: Catalog = None
@@ -122,7 +122,7 @@ class FusionRanker:
         self.config = cfg
         self.signals: dict[str, Scorer] = dict(signals or {})
         for name, sc in self.signals.items():
-            if not callable(getattr(sc, "score", None)):
+            if not isinstance(sc, Scorer) or not callable(sc.score):
                 raise ConfigError(f"fusion: signal {name!r} is not a Scorer (no score method)")
 
     @property

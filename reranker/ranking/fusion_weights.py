@@ -40,7 +40,7 @@ def normalize(scores: Sequence[float] | np.ndarray, method: NormalizeMethod = "z
     out = np.zeros_like(x)
     ok = np.isfinite(x)
     if method not in NORMALIZE_METHODS:
-        raise ValueError(f"normalize: unknown method {method!r}; use one of {NORMALIZE_METHODS}")
+        raise ConfigError(f"normalize: unknown method {method!r}; use one of {NORMALIZE_METHODS}")
     if method == "none":
         out[ok] = x[ok]
         return out
@@ -130,13 +130,13 @@ def simplex_grid(n_signals: int, step: float = 0.1) -> np.ndarray:
     if n_signals < 1:
         raise ValueError("simplex_grid: need at least one signal")
     if not (0 < step <= 1):
-        raise ValueError(f"grid_step must be in (0, 1], got {step}")
+        raise ConfigError(f"grid_step: must be in (0, 1], got {step}")
     m = round(1.0 / step)
     if abs(m * step - 1.0) > 1e-9:
-        raise ValueError(f"grid_step must divide 1 (e.g. 0.1, 0.05, 0.25), got {step}")
+        raise ConfigError(f"grid_step: must divide 1 (e.g. 0.1, 0.05, 0.25), got {step}")
     n_points = math.comb(m + n_signals - 1, n_signals - 1)
     if n_points > 200_000:
-        raise ValueError(f"grid of {n_points} points is too large; use a coarser grid_step")
+        raise ConfigError(f"grid_step: a grid of {n_points} points is too large; use a coarser grid_step")
     rows = [
         c
         for c in itertools.product(range(m, -1, -1), repeat=n_signals - 1)
@@ -184,7 +184,7 @@ def fit_weights(
     """
     m = _METRIC.match(metric.strip().lower())
     if not m:
-        raise ValueError(f"metric must look like ndcg@10, recall@20, hr@10 or mrr@10, got {metric!r}")
+        raise ConfigError(f"metric: must look like ndcg@10, recall@20, hr@10 or mrr@10, got {metric!r}")
     kind, k = m.group(1), int(m.group(2))
     if len(lists) != len(targets):
         raise ValueError(f"fit_weights: {len(lists)} lists but {len(targets)} targets")

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from .base import Catalog
 from .learned_head import (  # noqa: F401  (re-exported: the public names of this module)
     FORMAT_VERSION,
@@ -85,7 +85,7 @@ def training_lists(
             ids = [t, *negs]
         lists.append((u, [ids[i] for i in rng.permutation(len(ids))]))
     if not lists:
-        raise ValueError("no training lists (no validation target among the retrieved candidates?)")
+        raise DataError("learned fusion: no training lists (no validation target among the retrieved candidates?)")
     out: list[FeatureList] = []
     bar = tqdm(total=len(lists), desc="learned fusion: features", disable=not progress)
     for lo in range(0, len(lists), batch_size):

@@ -7,13 +7,20 @@ validation targets with sampled negatives:
 
 - ``kind="logistic"``: pointwise logistic regression on standardised features;
 - ``kind="pairwise"``: logistic regression on (positive - negative) feature differences within a
-  list (a RankNet-style linear scorer).
+  list (a RankNet-style linear scorer);
+- ``kind="lambdarank"``: LightGBM LambdaRank trees (one query per list) on the raw features
+  (``list_norm`` applies to the linear heads only), early-stopped on NDCG of the held-out lists
+  (`reranker.ranking.ltr`; needs ``pip install 'reranker[ltr]'``).
 
 Guard: the head must never be worse than its best single input on validation. ``fit`` holds out
 a fraction of the lists, compares the head's NDCG@10 there with every single feature's, and if a
-single feature wins, the head becomes that feature (recorded in ``fit_report``).
+single feature wins, the head becomes that feature (recorded in ``fit_report``). A feature
+named ``*_rank`` (1 = best) counts lower-is-better there. For ``lambdarank`` the held-out lists
+also choose the early-stopping round, so the head's held-out NDCG is slightly optimistic; the
+final model is refitted on all lists with that many rounds.
 
-Persistence is ``head.npz`` + ``head.json`` (no pickles).
+Persistence is ``head.npz`` + ``head.json`` (+ ``booster.txt``, LightGBM's text model, for
+``lambdarank``); no pickles.
 """
 
 from __future__ import annotations
@@ -23,13 +30,14 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 from pydantic import Field
 
 from ..config import BaseConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
+from .ltr import LambdaRankParams
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +47,7 @@ FORMAT_VERSION = 1
 class LearnedFusionConfig(BaseConfig):
     """Settings of the learned fusion head."""
 
-    kind: Literal["logistic", "pairwise"] = "logistic"
+    kind: Literal["logistic", "pairwise", "lambdarank"] = "logistic"
     C: float = Field(1.0, gt=0, description="inverse L2 strength of the logistic regression")
     pca_dim: int = Field(16, ge=1, description="PCA components kept of the LLM hidden state")
     use_llm_hidden: bool = True
@@ -47,6 +55,9 @@ class LearnedFusionConfig(BaseConfig):
     guard_k: int = Field(10, ge=1, description="NDCG cutoff of the guard check")
     list_norm: bool = Field(True, description="z-score each traditional feature within its list first")
     seed: int = 0
+    lambdarank: LambdaRankParams = Field(
+        default_factory=LambdaRankParams, description="LightGBM settings of kind 'lambdarank'"
+    )
 
 
 @dataclass
@@ -90,12 +101,13 @@ class LearnedFusion:
         self.coef: np.ndarray | None = None
         self.intercept: float = 0.0
         self.fallback_feature: int | None = None  # guard: single-feature fallback
+        self.booster: Any = None  # kind "lambdarank": the LightGBM booster
         self.fit_report: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ features
     @property
     def fitted(self) -> bool:
-        return self.coef is not None or self.fallback_feature is not None
+        return self.coef is not None or self.booster is not None or self.fallback_feature is not None
 
     @property
     def uses_hidden(self) -> bool:
@@ -103,7 +115,7 @@ class LearnedFusion:
 
     def _design(self, fl: FeatureList) -> np.ndarray:
         trad = fl.trad
-        if self.config.list_norm and len(trad):
+        if self.config.list_norm and self.config.kind != "lambdarank" and len(trad):
             sd = trad.std(axis=0)
             trad = (trad - trad.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
         parts = [trad]
@@ -117,7 +129,8 @@ class LearnedFusion:
     def _fit_pca(self, lists: Sequence[FeatureList]) -> None:
         from sklearn.decomposition import PCA
 
-        H = np.vstack([fl.hidden for fl in lists]).astype(np.float64)  # type: ignore[misc]
+        # only called when every list has hidden states (`use_hidden`)
+        H = np.vstack(cast(list[np.ndarray], [fl.hidden for fl in lists])).astype(np.float64)
         dim = min(self.config.pca_dim, H.shape[0] - 1, H.shape[1])
         pca = PCA(n_components=dim, random_state=self.config.seed).fit(H)
         self.pca_mean = pca.mean_
@@ -133,7 +146,7 @@ class LearnedFusion:
         if self.config.kind == "logistic":
             y = np.concatenate([fl.labels for fl in lists])
             if len(np.unique(y)) < 2:
-                raise ValueError("training lists need both positive and negative labels")
+                raise DataError("learned fusion: training lists need both positive and negative labels")
             Z = (X - self.mean) / self.scale
             clf = LogisticRegression(C=self.config.C, max_iter=2000, class_weight="balanced")
             clf.fit(Z, y)
@@ -147,7 +160,7 @@ class LearnedFusion:
                 if len(pos) and len(neg):
                     diffs.append((pos[:, None, :] - neg[None, :, :]).reshape(-1, Z.shape[1]))
             if not diffs:
-                raise ValueError("pairwise head needs lists with both positives and negatives")
+                raise DataError("learned fusion: the pairwise head needs lists with both positives and negatives")
             D = np.vstack(diffs)
             Xp = np.vstack([D, -D])
             yp = np.concatenate([np.ones(len(D)), np.zeros(len(D))])
@@ -157,15 +170,37 @@ class LearnedFusion:
             self.intercept = 0.0
 
     def _linear_scores(self, fl: FeatureList) -> np.ndarray:
+        if self.booster is not None:
+            from .ltr import predict
+
+            return predict(self.booster, self._design(fl))
         Z = (self._design(fl) - self.mean) / self.scale
         return Z @ self.coef + self.intercept
+
+    def _fit_lambdarank(self, lists: Sequence[FeatureList], hold: Sequence[FeatureList] = (),
+                        rounds: int | None = None) -> dict[str, Any]:
+        from .ltr import train_lambdarank
+
+        self.coef = self.mean = self.scale = None
+        self.intercept = 0.0
+        self.booster, info = train_lambdarank(
+            [self._design(fl) for fl in lists], [fl.labels for fl in lists], self.config.lambdarank,
+            self.config.seed, eval_X=[self._design(fl) for fl in hold], eval_y=[fl.labels for fl in hold],
+            rounds=rounds,
+        )
+        return info
+
+    def _single(self, fl: FeatureList, j: int) -> np.ndarray:
+        """Feature `j` as a score (higher is better): ``*_rank`` features (1 = best) negated."""
+        col = fl.trad[:, j].astype(np.float64)
+        return -col if self.feature_names[j].endswith("_rank") else col
 
     # ------------------------------------------------------------------ public API
     def fit(self, lists: Sequence[FeatureList]) -> LearnedFusion:
         """Fit on validation lists; apply the never-worse-than-best-input guard."""
         lists = [fl for fl in lists if len(fl.labels)]
         if not lists:
-            raise ValueError("no training lists")
+            raise DataError("learned fusion: no training lists with labels")
         d = lists[0].trad.shape[1]
         if any(fl.trad.shape[1] != d for fl in lists):
             raise ValueError("all lists must have the same number of traditional features")
@@ -181,21 +216,26 @@ class LearnedFusion:
         hold = [lists[i] for i in idx[:n_hold]]
         train = [lists[i] for i in idx[n_hold:]] if n_hold else lists
 
-        def fit_on(part: Sequence[FeatureList]) -> None:
+        boost: dict[str, Any] = {}
+
+        def fit_on(part: Sequence[FeatureList], eval_part: Sequence[FeatureList] = ()) -> None:
             self.pca_mean = self.pca_components = None
             if use_hidden:
                 self._fit_pca(part)
-            self._fit_linear(part)
+            if self.config.kind == "lambdarank":
+                boost.update(self._fit_lambdarank(part, eval_part, rounds=boost.get("best_iteration")))
+            else:
+                self._fit_linear(part)
 
         k = self.config.guard_k
         report: dict[str, Any] = {"n_lists": len(lists), "n_holdout": n_hold, "kind": self.config.kind,
                                   "uses_hidden": use_hidden, "guard_k": k}
         fallback = None
         if hold:
-            fit_on(train)
+            fit_on(train, hold)
             head = float(np.mean([_ndcg_at_k(self._linear_scores(fl), fl.labels, k) for fl in hold]))
             singles = {
-                name: float(np.mean([_ndcg_at_k(fl.trad[:, j], fl.labels, k) for fl in hold]))
+                name: float(np.mean([_ndcg_at_k(self._single(fl, j), fl.labels, k) for fl in hold]))
                 for j, name in enumerate(self.feature_names)
             }
             best_name = max(singles, key=lambda n: singles[n])
@@ -205,6 +245,14 @@ class LearnedFusion:
                 fallback = self.feature_names.index(best_name)
                 log.warning("learned head (%.4f) lost to single feature %s (%.4f) on held-out validation; "
                             "falling back to it", head, best_name, singles[best_name])
+        if self.config.kind == "lambdarank":
+            hold_info = dict(boost)
+            fit_on(lists)  # final fit on everything, with the early-stopped number of rounds
+            self.fallback_feature = fallback
+            report["fallback_feature"] = None if fallback is None else self.feature_names[fallback]
+            report.update(self._boost_report(hold_info))
+            self.fit_report = report
+            return self
         fit_on(lists)  # final fit on everything
         self.fallback_feature = fallback
         report["fallback_feature"] = None if fallback is None else self.feature_names[fallback]
@@ -218,6 +266,24 @@ class LearnedFusion:
         self.fit_report = report
         return self
 
+    def _boost_report(self, hold_info: dict[str, Any]) -> dict[str, Any]:
+        """LambdaRank fit facts: rounds, the held-out NDCG at the early-stopping round, and the
+        total split gain per named feature (the hidden-state PCA components summed)."""
+        from .ltr import gain_importance
+
+        gain = gain_importance(self.booster)
+        n_named = len(self.feature_names)
+        stopped = hold_info.get("eval_ndcg") is not None
+        out: dict[str, Any] = {
+            "rounds": int(self.booster.current_iteration()),
+            "early_stopping_iteration": hold_info.get("best_iteration") if stopped else None,
+            f"holdout_lgb_ndcg@{self.config.lambdarank.eval_at}": hold_info.get("eval_ndcg"),
+            "importance_gain": {n: float(g) for n, g in zip(self.feature_names, gain[:n_named], strict=True)},
+        }
+        if len(gain) > n_named:
+            out["importance_gain_hidden_sum"] = float(gain[n_named:].sum())
+        return out
+
     def score(self, fl: FeatureList | np.ndarray, hidden: np.ndarray | None = None) -> np.ndarray:
         """Scores for one list (higher is better)."""
         if not self.fitted:
@@ -225,7 +291,7 @@ class LearnedFusion:
         if not isinstance(fl, FeatureList):
             fl = FeatureList(np.asarray(fl), np.zeros(len(fl)), hidden)
         if self.fallback_feature is not None:
-            return fl.trad[:, self.fallback_feature].astype(np.float64)
+            return self._single(fl, self.fallback_feature)
         return self._linear_scores(fl)
 
     def weights(self) -> dict[str, float]:
@@ -243,7 +309,14 @@ class LearnedFusion:
             "pca_mean": self.pca_mean, "pca_components": self.pca_components,
             "mean": self.mean, "scale": self.scale, "coef": self.coef,
         }.items() if v is not None}
-        np.savez(folder / "head.npz", allow_pickle=True, **arrays)
+        np.savez(folder / "head.npz", allow_pickle=False, **arrays)  # numeric arrays only: never pickle
+        booster_file = folder / "booster.txt"
+        if self.booster is not None:
+            from .ltr import booster_to_string
+
+            booster_file.write_text(booster_to_string(self.booster), encoding="utf-8")
+        elif booster_file.exists():
+            booster_file.unlink()
         meta = {
             "format_version": FORMAT_VERSION,
             "config": self.config.model_dump(mode="json"),
@@ -267,10 +340,14 @@ class LearnedFusion:
                 f"(this reranker reads version {FORMAT_VERSION})"
             )
         head = cls(LearnedFusionConfig.from_dict(meta["config"]), meta["feature_names"])
-        with np.load(folder / "head.npz") as z:
+        with np.load(folder / "head.npz", allow_pickle=False) as z:
             for k in ("pca_mean", "pca_components", "mean", "scale", "coef"):
                 setattr(head, k, z[k] if k in z.files else None)
         head.intercept = float(meta["intercept"])
+        if (folder / "booster.txt").is_file():
+            from .ltr import booster_from_string
+
+            head.booster = booster_from_string((folder / "booster.txt").read_text(encoding="utf-8"))
         head.fallback_feature = meta["fallback_feature"]
         head.fit_report = meta["fit_report"]
         return head

@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from ..errors import ConfigError
 from ..types import Candidate, History, Ranking
 from .llm_common import Catalog, LLMRankerBase, RankPrompts, dedupe, permutation_orders
 from .parsing import ParseResult, borda, parse_ranking
@@ -40,9 +41,9 @@ class ListwiseLLMRanker(LLMRankerBase):
         super().__init__(config, **kwargs)
         self.max_new_tokens = max_new_tokens
         if permutations < 1:
-            raise ValueError("permutations must be >= 1")
+            raise ConfigError(f"permutations: must be >= 1, got {permutations}")
         if window < 2 or not 1 <= step <= window:
-            raise ValueError("need window >= 2 and 1 <= step <= window")
+            raise ConfigError(f"window/step: need window >= 2 and 1 <= step <= window, got window {window}, step {step}")
         self.permutations = permutations
         self.window = window
         self.step = step

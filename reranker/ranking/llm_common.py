@@ -13,12 +13,17 @@ from ..errors import DataError, ModelError
 from ..llm.base import LLMBackend, LLMConfig
 from ..llm.prompts import PromptLibrary, get_library
 from ..types import Candidate, History, Item
-from .base import Catalog, dedupe  # noqa: F401  (re-exported for the LLM rankers)
+from .base import Catalog, ItemLookup, dedupe  # noqa: F401  (re-exported for the LLM rankers)
+from .item_text import CONTEXT_CHARS, KEY_CHARS, VALUE_CHARS, clean_field, clean_text, clean_title
 
 log = logging.getLogger(__name__)
 
 #: distinct (item text, token budget) pairs whose truncation a ranker remembers
 TEXT_CACHE_SIZE = 8192
+
+#: fields a request may send with a candidate that describe the request, not the item: never
+#: shown as item attributes
+REQUEST_ONLY_FIELDS = frozenset({"score", "source"})
 
 
 def make_lookup(catalog: Catalog) -> Callable[[str], Item]:
@@ -31,7 +36,7 @@ def make_lookup(catalog: Catalog) -> Callable[[str], Item]:
             )
 
         return missing
-    if hasattr(catalog, "item") and callable(catalog.item):
+    if isinstance(catalog, ItemLookup):
 
         def from_dataset(item_id: str) -> Item:
             try:
@@ -50,6 +55,14 @@ def make_lookup(catalog: Catalog) -> Callable[[str], Item]:
 
         return from_mapping
     raise DataError(f"catalog must be a dict id -> Item or a Dataset, got {type(catalog).__name__}")
+
+
+def details_text(category: str, values: Sequence[str]) -> str:
+    """The compact item details: category and attribute values, comma-separated; a value that
+    repeats the category (ml-100k's genre) is shown once (prompt version 2)."""
+    if not category:
+        return ", ".join(values)
+    return ", ".join([category, *(v for v in values if v.lower() != category.lower())])
 
 
 def letter_labels(n: int) -> list[str]:
@@ -137,31 +150,38 @@ class LLMRankerBase:
 
     # ---------------------------------------------------------------- views
     def item_view(self, item: Item, label: str | None = None, with_text: bool = True) -> dict:
-        """What the LLM sees of an item: title, category, a few attributes, truncated text.
+        """What the LLM sees of an item: title, category, a few attributes, truncated text,
+        each cleaned and length-capped (`reranker.ranking.item_text`: item text is untrusted).
 
         `attrs` spells the attributes as `key: value`; `details` is the compact form the
         built-in templates show in brackets after the title: category and attribute values
-        (`Drama, 1995`), which costs about a quarter fewer tokens per item."""
+        (`Drama, 1995`), which costs about a quarter fewer tokens per item. Request-only fields
+        (`REQUEST_ONLY_FIELDS`: a candidate's stage-1 `score` given with its item) are never
+        shown as attributes; `candidate_views` carries the score as `score` for a template
+        that asks for it."""
         attrs: list[str] = []
         values: list[str] = []
         for k, v in list(item.attrs.items()):
             if len(attrs) >= self.config.max_attrs:
                 break
-            if v is None or v == "" or isinstance(v, (dict, list, tuple)):
+            if v is None or v == "" or isinstance(v, (dict, list, tuple)) or str(k) in REQUEST_ONLY_FIELDS:
                 continue
-            sv = str(v)
-            attrs.append(f"{k}: {sv[:40]}")
-            values.append(sv[:40])
+            key, sv = clean_field(k, KEY_CHARS), clean_field(v, VALUE_CHARS)
+            if not key or not sv:
+                continue
+            attrs.append(f"{key}: {sv}")
+            values.append(sv)
         text = ""
         if with_text and item.text and self.config.item_text_tokens > 0:
-            text = self._truncate(" ".join(item.text.split()), self.config.item_text_tokens)
+            text = self._truncate(clean_text(item.text), self.config.item_text_tokens)
+        category = clean_field(item.category, VALUE_CHARS)
         return {
             "id": item.item_id,
             "label": label or "",
-            "title": item.title,
-            "category": item.category or "",
+            "title": clean_title(item.title) or clean_title(item.item_id),
+            "category": category,
             "attrs": "; ".join(attrs),
-            "details": ", ".join([item.category, *values] if item.category else values),
+            "details": details_text(category, values),
             "text": text,
             "rating": None,
         }
@@ -180,8 +200,14 @@ class LLMRankerBase:
 
     @staticmethod
     def context_view(history: History) -> dict[str, str]:
-        """History.context (time, device, session intent ...) as strings for the prompt."""
-        return {str(k): str(v) for k, v in (history.context or {}).items() if v not in (None, "")}
+        """History.context (time, device, session intent ...) as cleaned, capped strings for
+        the prompt (a caller's context is untrusted too)."""
+        out: dict[str, str] = {}
+        for k, v in (history.context or {}).items():
+            key, val = clean_field(k, KEY_CHARS), clean_field(v, CONTEXT_CHARS)
+            if key and val:
+                out[key] = val
+        return out
 
     def candidate_items(self, candidates: Sequence[Candidate], catalog: Catalog = None) -> list[Item]:
         """The candidates' items from `catalog` (None: the ranker's own), in order."""
@@ -189,8 +215,10 @@ class LLMRankerBase:
         return [lookup(c.item_id) for c in candidates]
 
     def candidate_views(self, candidates: Sequence[Candidate], catalog: Catalog = None) -> list[dict]:
-        """`item_view` of each candidate (with its truncated description), in order."""
-        return [self.item_view(it) for it in self.candidate_items(candidates, catalog)]
+        """`item_view` of each candidate (with its truncated description), in order, plus its
+        stage-1 `score` (which no built-in template shows)."""
+        items = self.candidate_items(candidates, catalog)
+        return [dict(self.item_view(it), score=c.score) for c, it in zip(candidates, items, strict=True)]
 
     def fit_history(
         self,
@@ -224,12 +252,16 @@ class LLMRankerBase:
         return prompt, len(kept)
 
     def base_diagnostics(self) -> dict[str, Any]:
-        return {"ranker": self.name, "model": self.config.model}
+        """Who produced a ranking: ranker, model and the version of its prompt template (the
+        template's ``{# version: N #}``; None for a user template without one)."""
+        version = self.prompts.get(self.template).version if self.template else None
+        return {"ranker": self.name, "model": self.config.model, "prompt_version": version}
 
 
 __all__ = [
     "Catalog",
     "LLMRankerBase",
+    "REQUEST_ONLY_FIELDS",
     "RankPrompts",
     "dedupe",
     "letter_labels",

@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import Field
 
 from ..config import BaseConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 
 INSTALL_HINT = "pip install 'reranker[ltr]'"
 
@@ -90,7 +90,7 @@ def train_lambdarank(
     lgb = import_lightgbm()
     Xa, ya, groups = _stack(X, y)
     if not (ya > 0).any():
-        raise ValueError("lambdarank head needs lists with a positive label")
+        raise DataError("learned fusion: the lambdarank head needs lists with a positive label")
     params = booster_params(p, seed)
     train = lgb.Dataset(Xa, label=ya, group=groups, params=params, free_raw_data=False)
     callbacks: list[Any] = []
@@ -102,7 +102,8 @@ def train_lambdarank(
         valid_sets = [lgb.Dataset(Xe, label=ye, group=ge, reference=train, params=params)]
         callbacks = [lgb.early_stopping(p.early_stopping_rounds, first_metric_only=True, verbose=False),
                      lgb.record_evaluation(evals)]
-    booster = lgb.train(params, train, num_boost_round=rounds or p.n_estimators,
+    n_rounds = p.n_estimators if rounds is None else max(int(rounds), 1)
+    booster = lgb.train(params, train, num_boost_round=n_rounds,
                         valid_sets=valid_sets, valid_names=["holdout"] if early else None, callbacks=callbacks)
     best = int(booster.best_iteration) if early and booster.best_iteration > 0 else booster.current_iteration()
     info: dict[str, Any] = {"rounds": int(booster.current_iteration()), "best_iteration": best}

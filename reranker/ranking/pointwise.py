@@ -47,8 +47,9 @@ class PointwiseLLMRanker(LLMRankerBase):
 
     def score_with_hidden(
         self, history: History, candidates: Sequence[Candidate], catalog: Catalog = None
-    ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-        """(scores, hidden states (n, hidden_size), diagnostics)."""
+    ) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+        """(scores, hidden states (n, hidden_size), diagnostics); the hidden states are None
+        when the backend returns none (see `reranker.llm.base.HiddenStatesBackend`)."""
         t0 = time.perf_counter()
         prompts, kept = self.build_prompts(history, candidates, catalog)
         if not prompts:

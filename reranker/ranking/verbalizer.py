@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..types import Candidate, History, Ranking
 from .llm_common import (
     Catalog,
@@ -26,19 +27,36 @@ class VerbalizerLLMRanker(LLMRankerBase):
 
     `permutations` > 1 averages the log-probabilities over seeded shuffles of the list (the
     first shows the stage-1 order) against position bias; all shuffles share the prompt prefix
-    and run in one batched forward. More than 26 candidates are scored in chunks of 26.
+    and run in one batched forward.
+
+    More than 26 candidates (one letter each; SmolLM2's tokenizer has no single token for many
+    two-letter labels, e.g. AJ, AO, AZ, so labels stop at Z) are scored on one scale by anchored
+    chunks: the first 26 candidates are scored exactly as a list of 26 (their scores are the
+    reference scale); the `anchors` best of them (by that score, ties by stage-1 position) are
+    shown again in every further chunk, before the next `26 - anchors` candidates (stage-1
+    order). A chunk's softmax differs from the first chunk's only by its normaliser, so its
+    scores are shifted by `logsumexp(anchor scores in chunk 1) - logsumexp(anchor scores in the
+    chunk)`: for a model whose label logits depend on the item alone, every candidate then gets
+    exactly the log-probability it would have had in one softmax with the first chunk, and the
+    order is the true one for any list length. Lists of at most 26 are unchanged (same prompts,
+    same scores); a chunked ranking's diagnostics carry `anchors`.
     """
 
     name = "llm-verbalizer"
     template = "rank_verbalizer"
     max_labels = 26
 
-    def __init__(self, config=None, *, permutations: int = 1, seed: int = 0, **kwargs: Any) -> None:
+    def __init__(
+        self, config=None, *, permutations: int = 1, seed: int = 0, anchors: int = 8, **kwargs: Any
+    ) -> None:
         super().__init__(config, **kwargs)
         if permutations < 1:
-            raise ValueError("permutations must be >= 1")
+            raise ConfigError(f"permutations: must be >= 1, got {permutations}")
+        if not 1 <= anchors < self.max_labels:
+            raise ConfigError(f"anchors: must be between 1 and {self.max_labels - 1}, got {anchors}")
         self.permutations = permutations
         self.seed = seed
+        self.anchors = anchors
 
     def build_prompts(
         self,
@@ -106,12 +124,25 @@ class VerbalizerLLMRanker(LLMRankerBase):
         self, history: History, cands: list[Candidate], stats: dict[str, Any], catalog: Catalog
     ) -> tuple[np.ndarray, dict[str, Any]]:
         self.candidate_items(cands, catalog)  # an unknown id fails before any forward pass
+        if not cands:
+            return np.zeros(0), stats
         rng = random.Random(self.seed)
-        parts = [
-            self._score_chunk(history, cands[s : s + self.max_labels], rng, stats, catalog)
-            for s in range(0, len(cands), self.max_labels)
-        ]
-        return (np.concatenate(parts) if parts else np.zeros(0)), stats
+        m, n = self.max_labels, len(cands)
+        first = self._score_chunk(history, cands[:m], rng, stats, catalog)
+        if n <= m:
+            return first, stats
+        # anchored chunks (see the class docstring): one scale for every candidate
+        k = self.anchors
+        anchors = sorted(sorted(range(m), key=lambda i: -first[i])[:k])
+        reference = _logsumexp(first[anchors])
+        scores = np.empty(n)
+        scores[:m] = first
+        for start in range(m, n, m - k):
+            new = list(range(start, min(start + m - k, n)))
+            part = self._score_chunk(history, [cands[i] for i in anchors + new], rng, stats, catalog)
+            scores[new] = part[k:] + (reference - _logsumexp(part[:k]))
+        stats["anchors"] = k
+        return scores, stats
 
     def rank(
         self, history: History, candidates: Sequence[Candidate], catalog: Catalog = None
@@ -126,6 +157,11 @@ class VerbalizerLLMRanker(LLMRankerBase):
             "latency_s": time.perf_counter() - t0,
         }
         return Ranking.from_scores([c.item_id for c in cands], list(scores), diag)
+
+
+def _logsumexp(x: np.ndarray) -> float:
+    top = float(np.max(x))
+    return top + float(np.log(np.exp(x - top).sum()))
 
 
 __all__ = ["VerbalizerLLMRanker"]

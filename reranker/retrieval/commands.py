@@ -9,6 +9,7 @@ from ..data.dataset import Dataset
 from ..errors import ConfigError, DataError
 from ..types import History
 from ._fitted import FittedIndex
+from .rating import RatingPredictionMixin
 from .similarity import ITEM_ONLY_SIMILARITIES, SIMILARITIES
 
 MODELS = ("itemcf", "usercf", "popular")
@@ -133,7 +134,8 @@ def predict(
     if not data.has_item(item):
         raise DataError(f"unknown item id {item!r}", column="item_id")
     r = build_retriever(data, model, similarity, k, "explicit")
-    p = r.predict(str(user), str(item))  # type: ignore[attr-defined]
+    assert isinstance(r, RatingPredictionMixin)  # itemcf / usercf (popular is refused above)
+    p = r.predict(str(user), str(item))
     return {
         "model": model,
         "similarity": similarity or "cosine",
@@ -143,5 +145,5 @@ def predict(
         "prediction": p.value,
         "fallback": p.fallback,
         "n_neighbors": p.n_neighbors,
-        "already_rated": r.has_rated(str(user), str(item)),  # type: ignore[attr-defined]
+        "already_rated": r.has_rated(str(user), str(item)),
     }

@@ -82,6 +82,13 @@ class RatingPredictionMixin:
         def user_idx(self, user_id: str | None) -> int: ...
 
     # ------------------------------------------------------------------ prediction
+    def _with_means(self) -> bool:
+        """Mean-centred predictions: always for UserCF, ItemCF's ``with_means`` option."""
+        from .knn import ItemCFConfig
+
+        cfg = self.config
+        return cfg.with_means if isinstance(cfg, ItemCFConfig) else not self.item_based
+
     def _check_explicit(self) -> None:
         self._check_fitted()
         if self.rating_scale is None:
@@ -142,7 +149,7 @@ class RatingPredictionMixin:
         values[fb_glob] = self.global_mean
         fallback[fb_user] = "user_mean"
         fallback[fb_glob] = "global_mean"
-        lo, hi = self.rating_scale  # type: ignore[misc]
+        lo, hi = cast(tuple[float, float], self.rating_scale)  # explicit: `_check_explicit` ran
         values = np.clip(values, lo, hi)
         return BatchPrediction(values, fallback, used)
 
@@ -155,7 +162,7 @@ class RatingPredictionMixin:
         S = cast(np.ndarray, self._sim_full)  # the dense path: `_predict_idx` checked it
         k = cfg.k
         pos_only = cfg.positive_only
-        with_means = getattr(cfg, "with_means", not self.item_based)
+        with_means = self._with_means()
         indptr, indices = self.Yt.indptr, self.Yt.indices
         vals = self.Yt.data - self.x_means[indices] if with_means else self.Yt.data
         base_all = self.x_means if with_means else np.zeros(len(self.x_means))
@@ -250,7 +257,7 @@ class RatingPredictionMixin:
             seg, nb, r, w = self._keep_top(order, seg, nb, r, w)
         used = np.bincount(seg, minlength=P)
         den = np.bincount(seg, weights=np.abs(w), minlength=P)
-        with_means = getattr(cfg, "with_means", not self.item_based)
+        with_means = self._with_means()
         if with_means:
             num = np.bincount(seg, weights=w * (r - self.x_means[nb]), minlength=P)
             base = self.x_means[xs]

@@ -49,6 +49,7 @@ from pydantic import Field
 
 from ..data.dataset import Dataset
 from ..errors import ConfigError, DataError
+from .base import ItemTextEncoder
 from .knn import ItemCF, ItemCFConfig, UserCF, UserCFConfig
 
 log = logging.getLogger(__name__)
@@ -95,9 +96,9 @@ def align_embeddings(source: ItemEmbeddings, item_ids: Sequence[str] | np.ndarra
     get a zero row (logged once).
     """
     ids = [str(i) for i in item_ids]
-    encode = getattr(source, "encode_items", None)
-    if callable(encode) or (callable(source) and not isinstance(source, Mapping | tuple)):
-        fn = encode if callable(encode) else source
+    is_encoder = isinstance(source, ItemTextEncoder)
+    if is_encoder or (callable(source) and not isinstance(source, Mapping | tuple)):
+        fn = source.encode_items if is_encoder else source
         mat = np.asarray(fn(ids), dtype=np.float32)
         if mat.ndim != 2 or mat.shape[0] != len(ids):
             raise DataError(
@@ -168,6 +169,7 @@ class _TextMixin:
 
     def _init_text(self, item_embeddings: ItemEmbeddings | None) -> None:
         self._embedding_source = item_embeddings
+        self._pending_text = False  # set by `fit`: the text half is prepared at `_compute`
         self.item_emb_: np.ndarray | None = None  # (n_items, d), catalog order, unit rows
         self.x_emb_: np.ndarray | None = None  # (n_x, d) unit rows: items or user profiles
 
@@ -187,7 +189,7 @@ class _TextMixin:
         return super().fit(data)  # type: ignore[misc]
 
     def _compute(self, keep_full: bool) -> None:
-        if getattr(self, "_pending_text", False):
+        if self._pending_text:
             # fit_index has run: ids and R are known
             self._prepare_text()
             self._pending_text = False
@@ -223,7 +225,9 @@ class _TextMixin:
         """Unit profile embeddings of profile rows (mean or rating-weighted mean)."""
         assert self.item_emb_ is not None
         W = P.astype(np.float64)
-        if getattr(self.config, "profile_weighting", "mean") == "mean":
+        cfg = self.config
+        weighting = cfg.profile_weighting if isinstance(cfg, TUserCFConfig) else "mean"
+        if weighting == "mean":
             W = W.copy()
             W.data[:] = 1.0
         emb = np.asarray(W @ self.item_emb_.astype(np.float64))

@@ -39,7 +39,7 @@ class ValidationConfig(BaseConfig):
 
     users: int = Field(50, ge=0)
     """Validation users (a fixed seeded subset); 0 turns validation off."""
-    n_negatives: int = Field(19, ge=1)
+    n_negatives: int = Field(19, ge=1, le=999)
     every: int = Field(50, ge=1)
     """Validate every N optimizer steps (and at the end)."""
 
@@ -65,9 +65,10 @@ class FinetuneConfig(BaseConfig):
     lr: float = Field(2e-4, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     warmup_steps: int = Field(10, ge=0)
-    batch_size: int = Field(8, ge=1)
-    grad_accumulation: int = Field(1, ge=1)
-    max_seq_len: int = Field(512, ge=64)
+    batch_size: int = Field(8, ge=1, le=1024)
+    grad_accumulation: int = Field(1, ge=1, le=1024)
+    max_seq_len: int = Field(512, ge=64, le=32768)
+    """Tokens per training sequence (at most 32768; the model's context is the real limit)."""
     epochs: float | None = Field(None, gt=0)
     """Passes over the examples; the run stops at whichever of epochs / max_steps comes first."""
     max_steps: int | None = Field(None, gt=0)

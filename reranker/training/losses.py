@@ -6,9 +6,26 @@ of the FLOPs and most of the activation memory; these losses never build them.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+from ..errors import ModelError
 from .examples import IGNORE, TokenizedExample
+
+
+def require_finite(
+    what: str, value: float, step: int, lr: float, micro: int | None = None, of: int = 1
+) -> None:
+    """Stop training with a ModelError naming the optimizer `step` (1-based) when the training
+    `what` (the loss, the gradient norm) is NaN or infinite: the weights are not updated with
+    it, and the last checkpoint stays the one to resume from."""
+    if math.isfinite(value):
+        return
+    part = f" (micro-batch {micro} of {of})" if micro is not None and of > 1 else ""
+    raise ModelError(
+        f"training {what} is {value} at step {step}{part}; the run stopped before updating the "
+        f"weights with it. Lower lr (now {lr:g}), add warmup_steps, or check the examples"
+    )
 
 
 def answer_loss(backend: Any, ids: Any, mask: Any, labels: Any) -> Any:

@@ -36,7 +36,7 @@ from .checkpoint import CheckpointMixin
 from .config import FinetuneConfig
 from .examples import IGNORE, TokenizedExample
 from .lora import base_model_hash, inject_lora, template_hashes
-from .losses import answer_loss, shared_prefix_loss
+from .losses import answer_loss, require_finite, shared_prefix_loss
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,7 @@ def _load_raw(cfg: FinetuneConfig, base_dirs: list[Path]):
     from ..data.synthetic import generate_world
 
     s = spec.synthetic
+    assert s is not None  # DataSpec holds exactly one of path / synthetic
     return generate_world(seed=s.seed, n_users=s.n_users, n_items=s.n_items).dataset
 
 
@@ -110,10 +111,13 @@ class Trainer(CheckpointMixin):
         from ..llm.models import resolve_model
 
         resolve_model(cfg.model)  # a missing base model fails here, before any work
-        self.out_dir = Path(out_dir or cfg.output_dir).expanduser()
+        from ..paths import check_output_dir
+
+        self.out_dir = check_output_dir(out_dir or cfg.output_dir, "--out" if out_dir else "output_dir")
         self.progress = progress
         self.ckpt_dir = self.out_dir / "checkpoints"
         self._prepared = False
+        self._epoch_cache: tuple[int, list[list[int]]] | None = None  # (epoch, its micro-batches)
 
     # ------------------------------------------------------------------ setup
     def prepare(self) -> None:
@@ -138,7 +142,8 @@ class Trainer(CheckpointMixin):
         self.backend = HFBackend(self.llm_config)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         if self.device.type != "cpu":
-            self.backend.model.to(self.device)
+            # transformers wraps `PreTrainedModel.to` in functools.wraps, which mypy cannot bind
+            self.backend.model.to(self.device)  # type: ignore[arg-type]
         # no prompt-token cap: prompts are exactly those of an inference ranker with default
         # settings; sequences longer than max_seq_len are dropped (and counted) instead
         self.ranker = make_ranker(
@@ -219,7 +224,7 @@ class Trainer(CheckpointMixin):
 
     def micro_batch(self, m: int) -> list[TokenizedExample]:
         epoch, k = divmod(m, self.micro_per_epoch)
-        if getattr(self, "_epoch_cache", (None,))[0] != epoch:
+        if self._epoch_cache is None or self._epoch_cache[0] != epoch:
             self._epoch_cache = (epoch, self.epoch_batches(epoch))
         return [self.sequences[i] for i in self._epoch_cache[1][k]]
 
@@ -251,6 +256,7 @@ class Trainer(CheckpointMixin):
             loss, n = shared_prefix_loss(self.backend, seqs, self.device)
             total = loss if total is None else total + loss
             tokens += n
+        assert total is not None  # a micro-batch is never empty
         return total / len(groups), tokens
 
     # ------------------------------------------------------------------ validation
@@ -337,11 +343,16 @@ class Trainer(CheckpointMixin):
                 for a in range(cfg.grad_accumulation):
                     batch = self.micro_batch(step * cfg.grad_accumulation + a)
                     loss, toks = self.loss(batch)
+                    value = float(loss.detach())
+                    # a NaN / inf loss stops the run (ModelError naming the step), before it
+                    # reaches the weights
+                    require_finite("loss", value, step + 1, cfg.lr, a + 1, cfg.grad_accumulation)
                     (loss / cfg.grad_accumulation).backward()
-                    total += float(loss.detach()) / cfg.grad_accumulation
+                    total += value / cfg.grad_accumulation
                     n_seq += len(batch)
                     n_tok += toks
-                torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+                norm = torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+                require_finite("gradient norm", float(norm), step + 1, cfg.lr)
                 self.optimizer.step()
                 self.scheduler.step()
                 step += 1
