@@ -16,7 +16,8 @@ step; Ctrl-C saves one before re-raising. Every `validation.every` steps a regim
 fixed validation subset is computed with the matching ranker and the adapter in place; the best
 adapter is kept in `<out>/best/`, the final one in `<out>/adapter/`.
 
-The losses live in `losses.py`, checkpoint and adapter I/O in `checkpoint.py`.
+The losses live in `losses.py`, checkpoint and adapter I/O in `checkpoint.py`, validation in
+`validation.py`.
 """
 
 from __future__ import annotations
@@ -32,11 +33,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from .checkpoint import CheckpointMixin
 from .config import FinetuneConfig
 from .examples import IGNORE, TokenizedExample
 from .lora import base_model_hash, inject_lora, template_hashes
 from .losses import answer_loss, require_finite, shared_prefix_loss
+from .validation import ValidationMixin
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ def _load_raw(cfg: FinetuneConfig, base_dirs: list[Path]):
     return generate_world(seed=s.seed, n_users=s.n_users, n_items=s.n_items).dataset
 
 
-class Trainer(CheckpointMixin):
+class Trainer(ValidationMixin):
     """Builds the examples, injects LoRA and runs the loop (see module docstring)."""
 
     def __init__(self, config: FinetuneConfig | dict | str | Path, out_dir: str | Path | None = None,
@@ -258,55 +259,6 @@ class Trainer(CheckpointMixin):
             tokens += n
         assert total is not None  # a micro-batch is never empty
         return total / len(groups), tokens
-
-    # ------------------------------------------------------------------ validation
-    def _validation_lists(self) -> dict[str, list[str]]:
-        from ..evaluation.protocol import regime_b_lists, user_order
-
-        v = self.config.validation
-        if v.users == 0:
-            return {}
-        targets = self.split.targets("validation")
-        users = user_order(targets.keys(), self.config.seed)[: v.users]
-        known = {u: set(h.items) for u, h in self.split.train.histories(cap=None).items()}
-        self._val_targets = targets
-        self._val_histories = self.split.histories("validation", cap=self.config.examples.max_history)
-        return regime_b_lists(users, targets, known, self.split.train.item_ids, v.n_negatives, self.config.seed)
-
-    def validate(self) -> dict[str, float]:
-        """Regime-B NDCG@10 / HR@1 on the fixed validation subset (adapter in place)."""
-        import torch
-
-        from ..evaluation.protocol import per_user_metrics
-        from ..types import Candidate
-
-        if not self._val_lists:
-            return {}
-        was_training = self.peft.training
-        self.peft.eval()
-        t0 = time.perf_counter()
-        users = list(self._val_lists)
-        ranked = []
-        with torch.inference_mode():
-            for u in users:
-                cands = [Candidate(i, 0.0, "regime-b") for i in self._val_lists[u]]
-                ranked.append([r.item_id for r in self.ranker.rank(self._val_histories[u], cands)])
-        m = per_user_metrics(ranked, [self._val_targets[u] for u in users], ["ndcg@10", "hr@1"])
-        if was_training:
-            self.peft.train()
-        return {"ndcg@10": float(np.mean(m["ndcg@10"])), "hr@1": float(np.mean(m["hr@1"])),
-                "users": len(users), "seconds": time.perf_counter() - t0}
-
-    def _validate_at(self, step: int) -> None:
-        v = self.validate()
-        if not v:
-            return
-        v = {"step": step, **v}
-        self.validation.append(v)
-        log.info("step %d: validation ndcg@10 %.4f hr@1 %.4f", step, v["ndcg@10"], v["hr@1"])
-        if self.best_ndcg is None or v["ndcg@10"] > self.best_ndcg:
-            self.best_ndcg = v["ndcg@10"]
-            self._save_named("best", step)
 
     # ------------------------------------------------------------------ loop
     def train(self, resume: bool = False) -> FinetuneResult:

@@ -1,0 +1,83 @@
+"""Experiment config sections with no registry lookups (YAML, pydantic, extra="forbid"):
+the data source and the protocol's position-bias sweep and rating split. Split from
+`reranker.evaluation.experiment`, which re-exports every name here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from ..config import BaseConfig
+
+__all__ = [
+    "MAX_LIST",
+    "MAX_POSITIONS",
+    "DataSpec",
+    "PositionBiasSpec",
+    "RatingSpec",
+    "SyntheticSpec",
+]
+
+MAX_LIST = 1000
+"""The largest candidate list an experiment ranks (regime A ``n_candidates``, regime B
+``n_negatives + 1``, injection lists): an LLM ranker sees every item of it in its prompts."""
+MAX_POSITIONS = 100
+"""The most positions a position-bias sweep may name."""
+
+
+class SyntheticSpec(BaseConfig):
+    """The generated demo world (reranker.data.synthetic.generate_world)."""
+
+    seed: int = 0
+    n_users: int = Field(300, ge=3, le=1_000_000)
+    n_items: int = Field(200, ge=8, le=1_000_000)
+
+
+class DataSpec(BaseConfig):
+    """Where the interactions come from: a path + format, or a generated world."""
+
+    path: str | None = None
+    format: Literal["csv", "parquet", "jsonl", "movielens", "recbole", "amazon2023"] = "recbole"
+    synthetic: SyntheticSpec | None = None
+    min_interactions: int = Field(3, ge=3)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataSpec:
+        if (self.path is None) == (self.synthetic is None):
+            raise ValueError("give exactly one of data.path or data.synthetic")
+        return self
+
+
+class PositionBiasSpec(BaseConfig):
+    """Position-bias sweep: the target is forced to each position of the candidate list.
+
+    ``bootstrap_params`` maps a ranker type to parameter overrides that switch on permutation
+    bootstrapping for it; such rankers are swept twice (``plain`` and ``bootstrap``).
+    """
+
+    enabled: bool = True
+    positions: list[int] = Field(default_factory=lambda: [0, 5, 10, 15, 19])
+    users: int = Field(50, ge=1)
+    rankers: list[str] | None = None
+    bootstrap_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("positions")
+    @classmethod
+    def _non_negative(cls, v: list[int]) -> list[int]:
+        if not v or any(p < 0 for p in v):
+            raise ValueError("positions must be a non-empty list of integers >= 0")
+        if len(v) > MAX_POSITIONS or any(p >= MAX_LIST for p in v):
+            raise ValueError(f"at most {MAX_POSITIONS} positions, each < {MAX_LIST} (the largest candidate list)")
+        return v
+
+
+
+class RatingSpec(BaseConfig):
+    """Rating prediction on a seeded random split: MAE / RMSE for each kNN model and K."""
+
+    test_ratio: float = Field(0.2, gt=0.0, lt=1.0)
+    k_values: list[int] = Field(default_factory=lambda: [5, 10, 15, 20, 25, 30])
+    k_param: str = "k"
+
