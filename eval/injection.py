@@ -12,6 +12,8 @@ bootstrap CI over users. smollm2-135m zero-shot, one torch thread.
         [--modes pointwise,verbalizer,listwise] [--orders 2] [--dtype auto] [--no-cache]
     .venv/bin/python eval/injection.py --compare eval/results/injection/v1 eval/results/injection/v2
 
+    .venv/bin/python eval/injection.py --cost-users 6   # pointwise cost, v1 vs v2 prompts
+
 Ablations (one defence at a time; this process only): `--prompt-dir eval/prompts_v1` (the
 version-1 templates), `--raw-text` (no cleaning), `--title-chars N` (a tighter title cap).
 
@@ -94,6 +96,51 @@ def run(args: argparse.Namespace) -> None:
         print("\n".join(injection_markdown(res["runs"][0]["injection"])), flush=True)
 
 
+def cost(args: argparse.Namespace) -> None:
+    """Pointwise cost per user, prompt version 1 (eval/prompts_v1 + the version-1 field
+    handling) vs the built-in prompts, interleaved 3 times on the same users and candidates:
+    median seconds and mean prompt tokens per user."""
+    import statistics
+    import time
+
+    import reranker.ranking.llm_common as lc
+    from reranker.data.loaders import load
+    from reranker.llm.base import LLMConfig
+    from reranker.llm.hf import load_backend
+    from reranker.llm.prompts import PromptLibrary
+    from reranker.ranking.pointwise import PointwiseLLMRanker
+    from reranker.types import Candidate
+
+    ds = load(args.data, format="recbole")
+    backend = load_backend(LLMConfig(model=args.model, threads=args.threads, dtype=args.dtype))
+    items = [str(i) for i in ds.item_ids[200:210]]
+    reqs = [(ds.history(str(u)).last(20), [Candidate(i) for i in items]) for u in ds.user_ids[: args.cost_users]]
+    names = ("clean_field", "clean_title", "clean_text", "details_text")
+    v2 = {k: getattr(lc, k) for k in names}
+    rankers = {
+        "v1": (PointwiseLLMRanker(backend=backend, catalog=ds, prompts=PromptLibrary(ROOT / "eval" / "prompts_v1")), True),
+        "v2": (PointwiseLLMRanker(backend=backend, catalog=ds), False),
+    }
+    times: dict[str, list[float]] = {"v1": [], "v2": []}
+    tokens: dict[str, list[int]] = {"v1": [], "v2": []}
+    for rep in range(3):
+        for name in ("v1", "v2") if rep % 2 == 0 else ("v2", "v1"):
+            ranker, raw = rankers[name]
+            for k in names:
+                setattr(lc, k, v2[k])
+            if raw:
+                args.raw_text, args.title_chars = True, None
+                ablate(args)
+            for h, c in reqs:
+                t0 = time.perf_counter()
+                r = ranker.rank(h, c)
+                times[name].append(time.perf_counter() - t0)
+                tokens[name].append(int(r.diagnostics["tokens_in"]))
+    for name in times:
+        print(f"{name}: median {statistics.median(times[name]):.3f} s/user, {statistics.mean(tokens[name]):.0f} tokens/user")
+    print(f"v2 / v1 time: {statistics.median(times['v2']) / statistics.median(times['v1']):.2f}")
+
+
 def _load(folder: str) -> dict[str, Any]:
     """The injection sweeps of every mode run under a label's folder, merged."""
     merged: dict[str, Any] = {"rankers": {}}
@@ -150,9 +197,13 @@ def main() -> None:
     ap.add_argument("--prompt-dir", help="templates to use instead of the built-in ones (ablation)")
     ap.add_argument("--raw-text", action="store_true", help="ablation: version-1 field handling, no cleaning")
     ap.add_argument("--title-chars", type=int, help="ablation: cap titles at this many characters")
+    ap.add_argument("--cost-users", type=int, help="time pointwise v1 vs v2 prompts on this many users")
     args = ap.parse_args()
     if args.compare:
         print(compare(*args.compare))
+        return
+    if args.cost_users:
+        cost(args)
         return
     run(args)
 

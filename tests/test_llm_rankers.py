@@ -227,11 +227,11 @@ def test_listwise_build_prompts_is_what_rank_sends(smollm, tiny_catalog, hist, c
     assert built.labels == ("1", "2", "3", "4", "5") and built.history_used == (3, 3)
     shown_first = built.orders[1][0]
     assert built.label_of(1, shown_first) == "1"
-    assert f"[1] {tiny_catalog[cands[shown_first].item_id].title}" in built.prompts[1]
+    assert f'[1] "{tiny_catalog[cands[shown_first].item_id].title}"' in built.prompts[1]
     strict = r.build_prompts(hist, cands, strict=True, orders=[range(5)])
     assert "ONLY the numbers 1 to 5" in strict.prompts[0] and strict.prompts[0] != built.prompts[0]
     other = r.build_prompts(hist, cands, catalog=_renamed(tiny_catalog))
-    assert "[1] Renamed Running Socks" in other.prompts[0]
+    assert '[1] "Renamed Running Socks' in other.prompts[0]
     sent = []
 
     class Spy:
@@ -255,8 +255,8 @@ def test_verbalizer_build_prompts_letters_and_orders(smollm, tiny_catalog, hist,
     built = r.build_prompts(hist, cands)
     assert len(built.prompts) == 3 and built.labels == ("A", "B", "C", "D", "E")
     assert built.orders[0] == (0, 1, 2, 3, 4) and all(sorted(o) == [0, 1, 2, 3, 4] for o in built.orders)
-    assert "A. Running Socks" in built.prompts[0]
+    assert 'A. "Running Socks' in built.prompts[0]
     k, i = 2, 4
-    assert f"{built.label_of(k, i)}. {tiny_catalog[cands[i].item_id].title}" in built.prompts[k]
+    assert f'{built.label_of(k, i)}. "{tiny_catalog[cands[i].item_id].title}"' in built.prompts[k]
     with pytest.raises(ValueError, match="26"):
         r.build_prompts(hist, [Candidate(f"x{j}") for j in range(27)], catalog={f"x{j}": {"title": "t"} for j in range(27)})
