@@ -13,6 +13,7 @@ bootstrap CI over users. smollm2-135m zero-shot, one torch thread.
     .venv/bin/python eval/injection.py --compare eval/results/injection/v1 eval/results/injection/v2
 
     .venv/bin/python eval/injection.py --cost-users 6   # pointwise cost, v1 vs v2 prompts
+    .venv/bin/python eval/injection.py --label v2 --accuracy-users 100   # regime-B NDCG of the same rows
 
 Ablations (one defence at a time; this process only): `--prompt-dir eval/prompts_v1` (the
 version-1 templates), `--raw-text` (no cleaning), `--title-chars N` (a tighter title cap).
@@ -94,6 +95,35 @@ def run(args: argparse.Namespace) -> None:
         loaded = LoadedExperiment(cfg, None, [ROOT, ROOT])
         res = run_experiment(loaded, RunOptions(use_cache=not args.no_cache, progress=args.progress))
         print("\n".join(injection_markdown(res["runs"][0]["injection"])), flush=True)
+
+
+def accuracy(args: argparse.Namespace) -> None:
+    """What the prompts do to accuracy: the LLM rows of configs/ml100k-regime-b.yaml (target +
+    19 sampled negatives, seed 0) on the first ``--accuracy-users`` users, with this run's
+    prompts (and ablation switches) -> eval/results/injection/<label>/regime-b-<mode>/."""
+    from reranker.evaluation.experiment import ExperimentConfig, LoadedExperiment
+    from reranker.evaluation.runner import RunOptions, run_experiment
+    from reranker.yaml_io import load_yaml
+
+    ablate(args)
+    base = load_yaml(ROOT / "configs" / "ml100k-regime-b.yaml")
+    for mode in args.modes.split(","):
+        cfg = dict(base)
+        row = next(r for r in base["rankers"] if r["name"] == MODES[mode])
+        params = {**row.get("params", {}), "threads": args.threads, "dtype": args.dtype}
+        if args.prompt_dir:
+            params["prompt_dir"] = str(Path(args.prompt_dir).resolve())
+        cfg.update({
+            "name": f"ml100k-regime-b-{args.label}-{mode}".replace("/", "-"),
+            "data": {"path": str(args.data), "format": "recbole"},
+            "protocol": {**base["protocol"], "users": args.accuracy_users, "compare_to": None,
+                         "position_bias": {"enabled": False}},
+            "rankers": [{**row, "params": params}],
+            "output_dir": f"eval/results/injection/{args.label}/regime-b-{mode}",
+            "cache_dir": None if args.no_cache else args.cache_dir,
+        })
+        loaded = LoadedExperiment(ExperimentConfig.from_dict(cfg), None, [ROOT, ROOT])
+        run_experiment(loaded, RunOptions(use_cache=not args.no_cache, progress=args.progress))
 
 
 def cost(args: argparse.Namespace) -> None:
@@ -198,12 +228,16 @@ def main() -> None:
     ap.add_argument("--raw-text", action="store_true", help="ablation: version-1 field handling, no cleaning")
     ap.add_argument("--title-chars", type=int, help="ablation: cap titles at this many characters")
     ap.add_argument("--cost-users", type=int, help="time pointwise v1 vs v2 prompts on this many users")
+    ap.add_argument("--accuracy-users", type=int, help="regime-B accuracy of the modes on this many users")
     args = ap.parse_args()
     if args.compare:
         print(compare(*args.compare))
         return
     if args.cost_users:
         cost(args)
+        return
+    if args.accuracy_users:
+        accuracy(args)
         return
     run(args)
 
