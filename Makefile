@@ -3,11 +3,12 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+SERVER := $(VENV)/.server-installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: setup demo test test-fast lint bench clean
+.PHONY: setup server-tests demo test test-fast lint bench clean
 
 # Re-runs only when pyproject.toml changes (or the venv is missing).
 $(STAMP): pyproject.toml
@@ -21,10 +22,18 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# llama.cpp's OpenAI-compatible server, which the openai backend's tests start on a loopback
+# port: the `server-tests` extra, built from source once (pip caches the wheel)
+$(SERVER): $(STAMP)
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install -q -e '.[dev,server-tests]'
+	@touch $(SERVER)
+
+server-tests: $(SERVER)
+
 demo: setup
 	$(BIN)/reranker demo
 
-test: setup
+test: setup $(SERVER)
 	$(BIN)/python -m pytest
 
 test-fast: setup

@@ -195,7 +195,7 @@ def normalize_request(
 class Reranker:
     """Rerank candidates for one user with a local LLM.
 
-    >>> rr = Reranker(model="smollm2-135m", mode="pointwise")
+    >>> rr = Reranker(model="smollm2-135m", mode="pointwise")  # or "openai:MODEL@http://host:8000/v1"
     >>> ranking = rr.rerank(
     ...     history=[{"id": "1", "title": "Trail shoes"}],
     ...     candidates=[{"id": "a", "title": "Running socks"}, {"id": "b", "title": "Espresso"}])
@@ -285,6 +285,24 @@ class Reranker:
             k = top if top_k is None else min(top_k, top)
             ranking = self.explainer.explain(hist, ranking, top_k=k, catalog=cat)
         return ranking.top_k(top_k) if top_k is not None else ranking
+
+    async def arerank(
+        self,
+        history: Any,
+        candidates: Any,
+        top_k: int | None = None,
+        explain: bool = False,
+        catalog: Catalog = None,
+        context: Mapping[str, Any] | None = None,
+        user_id: str | None = None,
+    ) -> Ranking:
+        """`rerank` as a coroutine: the ranking runs in a worker thread, so the event loop stays
+        free while the model works; `asyncio.gather` several calls to rank users concurrently.
+        Behind a server (`openai:MODEL@URL`) the requests of every concurrent call share one
+        connection pool with at most `server.max_concurrency` in flight."""
+        import asyncio
+
+        return await asyncio.to_thread(self.rerank, history, candidates, top_k, explain, catalog, context, user_id)
 
 
 __all__ = ["Reranker", "RerankerConfig", "normalize_request", "MODES"]

@@ -203,6 +203,13 @@ def build_transformers(config: Any, ctx: BuildContext) -> Any:
     return load_backend(config)
 
 
+def build_openai(config: Any, ctx: BuildContext) -> Any:
+    """An OpenAI-compatible server (vLLM, llama.cpp, Ollama): one client per distinct config."""
+    from .llm.loading import load_llm
+
+    return load_llm(config)
+
+
 __all__ = [
     "IdentityConfig",
     "RandomConfig",
@@ -215,6 +222,7 @@ __all__ = [
     "build_knn",
     "build_learned",
     "build_llm",
+    "build_openai",
     "build_popular",
     "build_random",
     "build_sasrec",

@@ -152,9 +152,9 @@ class Explainer:
     @property
     def backend(self) -> LLMBackend:
         if self._backend is None:
-            from .llm.hf import load_backend
+            from .llm.loading import load_llm
 
-            self._backend = load_backend(self.config)
+            self._backend = load_llm(self.config)
         return self._backend
 
     def title_index(self, catalog: Catalog = None) -> TitleIndex:

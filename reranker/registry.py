@@ -7,7 +7,7 @@ Every component the library can build from a config is registered here, once:
 - ``RANKERS`` (stage 2 scorers and rankers: ``identity``, ``random``, the CF models as scorers,
   ``bert``, ``llm-pointwise`` / ``llm-listwise`` / ``llm-verbalizer``, ``fusion``,
   ``learned-fusion``),
-- ``BACKENDS`` (LLM backends: ``transformers``).
+- ``BACKENDS`` (LLM backends: ``transformers``, ``openai``).
 
 A component's config class is a `BaseConfig` (``extra="forbid"``) with a ``type`` literal, so
 configs embed them as a discriminated union on ``type`` (`Registry.union`): every field of every
@@ -361,6 +361,8 @@ RANKERS.register("learned-fusion", "reranker.ranking.configs:LearnedFusionParams
 
 BACKENDS.register("transformers", "reranker.llm.base:LLMConfig", f"{_B}:build_transformers", builtin=True,
                   summary="in-process Hugging Face transformers (bf16/fp32 on CPU)")
+BACKENDS.register("openai", "reranker.llm.base:LLMConfig", f"{_B}:build_openai", builtin=True,
+                  summary="an OpenAI-compatible server (vLLM, llama.cpp, Ollama): model openai:MODEL@URL")
 
 LLM_RANKER_TYPES: tuple[str, ...] = ("llm-pointwise", "llm-listwise", "llm-verbalizer")
 MODE_TO_TYPE: dict[str, str] = {"pointwise": "llm-pointwise", "listwise": "llm-listwise",

@@ -10,7 +10,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).parent))
 
-pytest_plugins = ["bert_fixtures", "llm_fixtures"]
+pytest_plugins = ["bert_fixtures", "llm_fixtures", "server_fixtures"]
 
 #: fixtures that load (or train) a real model: every test using one is `slow` (`make test-fast` skips it)
 REAL_MODEL_FIXTURES = frozenset({"smollm", "minilm", "trained"})

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from ..config import BaseConfig
 
@@ -15,18 +16,75 @@ if TYPE_CHECKING:
     import numpy as np
 
 
+DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
+"""Where the `openai` backend looks when neither the model spec nor `server.base_url` gives a URL."""
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class ServerConfig(BaseConfig):
+    """How the `openai` backend talks to an OpenAI-compatible server (vLLM, llama.cpp, Ollama).
+
+    Only operational settings live here; which model runs where is the `model` spec
+    (`openai:MODEL@http://host:port/v1`) or `base_url` with a plain served model name."""
+
+    base_url: str | None = None
+    """The server's OpenAI API root, e.g. `http://127.0.0.1:8000/v1` (None: the URL of the
+    `openai:MODEL@URL` model spec, else `DEFAULT_BASE_URL`, where vLLM and llama-cpp-python
+    listen by default)."""
+    api_key_env: str | None = None
+    """NAME of the environment variable holding the API key (sent as a Bearer token). The key
+    itself is never written into configs, caches or reports."""
+    tokenizer: str | None = None
+    """Model spec (preset, local folder, `.gguf`, hub id) whose tokenizer and chat template render
+    prompts locally; None: the served model name (works when it is a preset, folder or hub id)."""
+    timeout_s: float = Field(default=120.0, gt=0)
+    """Seconds one HTTP request may take (connect + answer) before it is retried."""
+    max_concurrency: int = Field(default=4, ge=1, le=1024)
+    """Most requests in flight at once, over every call sharing this backend."""
+    retries: int = Field(default=3, ge=0, le=20)
+    """Extra tries after a timeout, a connection error, a 429 or a 5xx (exponential backoff)."""
+    backoff_s: float = Field(default=0.5, ge=0)
+    """Delay before the first retry; doubled on each further one."""
+    top_logprobs: int = Field(default=20, ge=1, le=100)
+    """Next-token alternatives requested per scoring call (`logprobs`); a label outside them gets
+    a floor below the smallest returned log-probability and is counted in the diagnostics. vLLM
+    caps this with `--max-logprobs` (default 20)."""
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https://, got {v!r}")
+        return v.rstrip("/") if v else v
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, v: str | None) -> str | None:
+        if v is not None and not _ENV_NAME.match(v):
+            raise ValueError("give the NAME of an environment variable holding the key (letters, digits, "
+                             "underscores), never the key itself")
+        return v
+
+
 class LLMConfig(BaseConfig):
-    """How to load and run a local LLM."""
+    """How to load and run an LLM: in process (`backend: transformers`) or behind an
+    OpenAI-compatible server (`backend: openai`, chosen by an `openai:MODEL@URL` model spec)."""
 
     model: str = "smollm2-135m"
-    """Preset name, local folder, `.gguf` file or hub id (`org/name`; only hub ids download)."""
+    """Preset name, local folder, `.gguf` file, hub id (`org/name`; only hub ids download), or
+    an OpenAI-compatible server: `openai:MODEL@http://host:port/v1`."""
     adapter: Path | None = None
     """A LoRA adapter folder (from `reranker finetune`) applied on top of `model`; the spec
     form `model: base+path/to/adapter` does the same."""
     merge_adapter: bool = False
     """Merge the adapter into the weights at load (a little faster; bf16 rounding makes scores
     differ slightly from the unmerged adapter)."""
-    backend: Literal["transformers"] = "transformers"
+    backend: Literal["transformers", "openai"] = "transformers"
+    """`openai`: an OpenAI-compatible server (set by an `openai:...` model spec)."""
+    server: ServerConfig | None = Field(default=None, exclude_if=lambda v: v is None)
+    """Settings of the `openai` backend (left out of dumps when unset, so the cache keys of
+    in-process configs stay what they were)."""
     dtype: Literal["auto", "bf16", "fp32"] = "auto"
     """`auto`: bf16 when the CPU has native bf16 support, else fp32."""
     threads: int | None = Field(default=None, ge=1)
@@ -51,6 +109,27 @@ class LLMConfig(BaseConfig):
     """Token budget for an item's description in prompts (0 = title, category, attrs only)."""
     max_attrs: int = Field(default=3, ge=0)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _backend_from_spec(cls, data: Any) -> Any:
+        """An `openai:` model spec selects the openai backend unless one is named."""
+        if isinstance(data, dict) and str(data.get("model", "")).startswith("openai:") and "backend" not in data:
+            return {**data, "backend": "openai"}
+        return data
+
+    @model_validator(mode="after")
+    def _server_settings_fit(self) -> LLMConfig:
+        spec = self.model.startswith("openai:")
+        if self.backend == "transformers" and (spec or self.server is not None):
+            raise ValueError("an openai: model spec or server settings need backend: openai")
+        if self.backend == "openai":
+            from .models import parse_server_spec
+
+            parse_server_spec(self.model)  # a malformed URL fails here
+            if self.adapter is not None or "+" in self.model:
+                raise ValueError("a LoRA adapter cannot be applied through a server; load it into the server")
+        return self
+
 
 @dataclass
 class ScoreResult:
@@ -62,6 +141,9 @@ class ScoreResult:
     tokens_in: int = 0
     """Tokens run through the model (prefix once + all suffixes)."""
     latency_s: float = 0.0
+    meta: dict = field(default_factory=dict)
+    """Backend notes on the scores, e.g. `labels_missing` / `labels_scored` from a server that
+    returned only its top-k next tokens (empty for exact backends)."""
 
 
 @dataclass
@@ -167,6 +249,7 @@ class TorchBackend(Protocol):
 
 __all__ = [
     "LLMConfig",
+    "ServerConfig",
     "ScoreResult",
     "Generation",
     "LLMBackend",

@@ -6,12 +6,15 @@ tokens and the chat template come from the real backend, which is loaded lazily 
 call that needs it (``inner``), so a run whose LLM calls are all cached never runs the model.
 
 Keys are stable: a cache written by earlier versions (the committed reports are re-made from
-one) is read back as it is.
+one) is read back as it is. For the `openai` backend the key holds the model settings without
+the operational `server` ones, plus the server's identity (base URL, served model id and the
+fingerprint it reports, `OpenAIBackend.identity`), asked of the server on the first call.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -73,8 +76,11 @@ def _adapter_fingerprint(config: LLMConfig) -> str:
 
 
 def _score_entry(res: ScoreResult) -> dict[str, Any]:
-    return {"logits": _enc(np.asarray(res.logits)), "hidden": _enc(res.hidden),
-            "tokens_in": int(res.tokens_in), "latency_s": float(res.latency_s)}
+    entry = {"logits": _enc(np.asarray(res.logits)), "hidden": _enc(res.hidden),
+             "tokens_in": int(res.tokens_in), "latency_s": float(res.latency_s)}
+    if res.meta:
+        entry["meta"] = dict(res.meta)
+    return entry
 
 
 def _score_result(hit: dict[str, Any]) -> ScoreResult:
@@ -82,7 +88,8 @@ def _score_result(hit: dict[str, Any]) -> ScoreResult:
     if logits is None:
         raise ModelError("a cached score entry has no logits (corrupt cache; delete it or run with --no-cache)")
     return ScoreResult(logits=logits, hidden=_dec(hit["hidden"]),
-                       tokens_in=int(hit["tokens_in"]), latency_s=float(hit["latency_s"]))
+                       tokens_in=int(hit["tokens_in"]), latency_s=float(hit["latency_s"]),
+                       meta=dict(hit.get("meta") or {}))
 
 
 class CachedBackend:
@@ -100,20 +107,34 @@ class CachedBackend:
         self.config = config
         self.cache = cache
         self._backend = backend
-        self.model_id = config.model_dump_json()
-        adapter = _adapter_fingerprint(config)
-        if adapter:  # retraining into the same folder must not reuse old scores
-            self.model_id += f"|adapter:{adapter}"
+        self._model_id: str | None = None
+        if config.backend != "openai":
+            model_id = config.model_dump_json()
+            adapter = _adapter_fingerprint(config)
+            if adapter:  # retraining into the same folder must not reuse old scores
+                model_id += f"|adapter:{adapter}"
+            self._model_id = model_id
         self.calls = 0
         self.cached_calls = 0
+
+    @property
+    def model_id(self) -> str:
+        """What every key starts from (for a server: asked of it on first use, see the module)."""
+        if self._model_id is None:
+            identity = getattr(self.inner, "identity", None)
+            if identity is None:
+                raise ModelError(f"{type(self.inner).__name__} reports no server identity to key the cache on")
+            settings = self.config.model_dump_json(exclude={"server"})
+            self._model_id = f"{settings}|server:{json.dumps(identity(), sort_keys=True)}"
+        return self._model_id
 
     @property
     def inner(self) -> Any:
         """The real backend (loaded on first use)."""
         if self._backend is None:
-            from .hf import load_backend
+            from .loading import load_llm
 
-            self._backend = load_backend(self.config)
+            self._backend = load_llm(self.config)
         return self._backend
 
     # ------------------------------------------------------------------ delegated

@@ -108,6 +108,35 @@ def _resolve_preset(name: str, preset: Preset) -> ResolvedModel:
     return ResolvedModel(name, "folder", str(folder), preset=name)
 
 
+SERVER_PREFIX = "openai:"
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """An OpenAI-compatible server named by a model spec `openai:MODEL@URL`."""
+
+    model: str
+    """The served model name (`""`: whatever single model the server serves)."""
+    base_url: str | None
+    """The API root (`http://host:port/v1`); None when the spec gives only `openai:MODEL`
+    (then `server.base_url` must)."""
+
+
+def parse_server_spec(spec: str) -> ServerSpec | None:
+    """`openai:MODEL@http://host:port/v1` -> ServerSpec(MODEL, URL); `openai:MODEL` ->
+    ServerSpec(MODEL, None); any other spec -> None. MODEL may hold `:` and `/`
+    (`qwen2.5:7b`, `Qwen/Qwen2.5-7B-Instruct`); the URL starts at the last `@http`."""
+    if not spec.startswith(SERVER_PREFIX):
+        return None
+    rest = spec[len(SERVER_PREFIX):].strip()
+    at = max(rest.rfind("@http://"), rest.rfind("@https://"))
+    if at < 0:
+        if "@" in rest:
+            raise ModelError(f"model spec {spec!r}: the server URL after '@' must start with http:// or https://")
+        return ServerSpec(rest, None)
+    return ServerSpec(rest[:at].strip(), rest[at + 1 :].strip().rstrip("/"))
+
+
 def split_adapter(spec: str) -> tuple[str, str | None]:
     """`base+path/to/adapter` -> (base, adapter folder); a spec without `+` (or an existing
     path containing one) -> (spec, None). Raises ModelError when the adapter folder is missing."""
@@ -148,6 +177,9 @@ def resolve_model(spec: str) -> ResolvedModel:
     spec = spec.strip()
     if spec in PRESETS:
         return _resolve_preset(spec, PRESETS[spec])
+    if spec.startswith(SERVER_PREFIX):
+        raise ModelError(f"model spec {spec!r} names a server: it runs through the openai backend, "
+                         "not in process (backend: openai)")
     path = Path(spec).expanduser()
     if spec.lower().endswith(".gguf"):
         if not path.is_file():
@@ -310,6 +342,9 @@ def apply_adapter(model: Any, adapter: str, merge: bool = False) -> Any:
 
 __all__ = [
     "PRESETS",
+    "SERVER_PREFIX",
+    "ServerSpec",
+    "parse_server_spec",
     "apply_adapter",
     "Preset",
     "ResolvedModel",

@@ -10,7 +10,7 @@ from functools import lru_cache
 from typing import Any
 
 from ..errors import DataError, ModelError
-from ..llm.base import LLMBackend, LLMConfig
+from ..llm.base import LLMBackend, LLMConfig, ScoreResult
 from ..llm.prompts import PromptLibrary, get_library
 from ..types import Candidate, History, Item
 from .base import Catalog, ItemLookup, dedupe  # noqa: F401  (re-exported for the LLM rankers)
@@ -63,6 +63,18 @@ def details_text(category: str, values: Sequence[str]) -> str:
     if not category:
         return ", ".join(values)
     return ", ".join([category, *(v for v in values if v.lower() != category.lower())])
+
+
+def wants_hidden(backend: LLMBackend) -> bool:
+    """Whether a ranker asks `backend` for hidden states: every backend but a server (`openai`),
+    which has none (asking a caching proxy would load the model behind it)."""
+    return getattr(backend.config, "backend", "transformers") != "openai"
+
+
+def label_stats(res: ScoreResult) -> dict[str, int]:
+    """How many label scores a server's top-k left out (`labels_missing` of `labels_scored`),
+    for the diagnostics; empty for exact backends."""
+    return {k: int(res.meta[k]) for k in ("labels_missing", "labels_scored") if k in res.meta}
 
 
 def letter_labels(n: int) -> list[str]:
@@ -136,9 +148,9 @@ class LLMRankerBase:
     @property
     def backend(self) -> LLMBackend:
         if self._backend is None:
-            from ..llm.hf import load_backend
+            from ..llm.loading import load_llm
 
-            self._backend = load_backend(self.config)
+            self._backend = load_llm(self.config)
         return self._backend
 
     def lookup(self, item_id: str, catalog: Catalog = None) -> Item:
@@ -264,7 +276,9 @@ __all__ = [
     "REQUEST_ONLY_FIELDS",
     "RankPrompts",
     "dedupe",
+    "label_stats",
     "letter_labels",
     "make_lookup",
     "permutation_orders",
+    "wants_hidden",
 ]

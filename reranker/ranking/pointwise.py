@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..types import Candidate, History, Ranking
-from .llm_common import Catalog, LLMRankerBase, dedupe
+from .llm_common import Catalog, LLMRankerBase, dedupe, label_stats, wants_hidden
 
 
 class PointwiseLLMRanker(LLMRankerBase):
@@ -49,12 +49,15 @@ class PointwiseLLMRanker(LLMRankerBase):
         self, history: History, candidates: Sequence[Candidate], catalog: Catalog = None
     ) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
         """(scores, hidden states (n, hidden_size), diagnostics); the hidden states are None
-        when the backend returns none (see `reranker.llm.base.HiddenStatesBackend`)."""
+        when the backend returns none (a server; see `reranker.llm.base.HiddenStatesBackend`).
+        From a server's top-k log-probabilities the diagnostics count the labels it left out
+        (`labels_missing` of `labels_scored`)."""
         t0 = time.perf_counter()
         prompts, kept = self.build_prompts(history, candidates, catalog)
         if not prompts:
             return np.zeros(0), np.zeros((0, 0)), self.base_diagnostics()
-        res = self.backend.score_prompts(prompts, list(self.labels), return_hidden=True)
+        backend = self.backend
+        res = backend.score_prompts(prompts, list(self.labels), return_hidden=wants_hidden(backend))
         scores = res.logits[:, 0] - res.logits[:, 1]
         diag = {
             **self.base_diagnostics(),
@@ -62,6 +65,7 @@ class PointwiseLLMRanker(LLMRankerBase):
             "tokens_out": 0,
             "history_used": kept,
             "latency_s": time.perf_counter() - t0,
+            **label_stats(res),
         }
         return scores, res.hidden, diag
 

@@ -16,6 +16,7 @@ from .llm_common import (
     LLMRankerBase,
     RankPrompts,
     dedupe,
+    label_stats,
     letter_labels,
     permutation_orders,
 )
@@ -102,6 +103,8 @@ class VerbalizerLLMRanker(LLMRankerBase):
             stats["history_used"] = min(stats.get("history_used", kept), kept)
         res = self.backend.score_prompts(list(built.prompts), list(built.labels))
         stats["tokens_in"] += res.tokens_in
+        for key, value in label_stats(res).items():  # a server's top-k: labels it left out
+            stats[key] = stats.get(key, 0) + value
         logits = res.logits - res.logits.max(axis=1, keepdims=True)
         logp = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
         scores = np.zeros(n)

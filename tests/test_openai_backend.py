@@ -1,0 +1,219 @@
+"""The `openai` backend against a REAL OpenAI-compatible server: llama.cpp's (llama-cpp-python)
+serving the SmolLM2 GGUF on a loopback port (tests/server_fixtures.py, once per session).
+
+The shared BackendSuite; every ranker mode through `Reranker` returns full permutations;
+pointwise scores agree with the in-process transformers backend on the same prompts; an
+unreachable server, a wrong model name, a timeout, a refused request, a missing key and a
+server without log-probabilities each give their clear ModelError; the key stays out of
+configs and caches; the cache keys on the server's identity."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+
+import numpy as np
+import pytest
+from backend_suite import BackendSuite
+from scipy.stats import spearmanr
+from server_fixtures import SERVED_NAME, SERVER_KEY, SERVER_KEY_ENV, free_port
+
+from reranker.api import Reranker
+from reranker.cache import KVCache
+from reranker.errors import ModelError
+from reranker.llm.base import LLMBackend, LLMConfig
+from reranker.llm.cached import CachedBackend
+from reranker.llm.openai_backend import OpenAIBackend
+from reranker.ranking.pointwise import PointwiseLLMRanker
+from reranker.types import Candidate, History
+
+
+def server_backend(spec: str, **server) -> OpenAIBackend:
+    os.environ.setdefault(SERVER_KEY_ENV, SERVER_KEY)  # (the llama_server fixture sets it too)
+    settings = {"api_key_env": SERVER_KEY_ENV, "tokenizer": "smollm2-135m", "max_concurrency": 4, **server}
+    return OpenAIBackend(LLMConfig(model=spec, server=settings))
+
+
+@pytest.fixture(scope="module")
+def server(llama_server) -> OpenAIBackend:
+    backend = server_backend(llama_server.spec)
+    yield backend
+    backend.close()
+
+
+class TestOpenAIBackend(BackendSuite):
+    atol = 1e-3  # llama.cpp reuses the previous prompt's KV cache: last-digit float differences
+
+    @pytest.fixture
+    def backend(self, server):
+        return server
+
+
+class TestCachedOpenAIBackend(BackendSuite):
+    atol = 1e-3
+
+    @pytest.fixture
+    def backend(self, server, tmp_path):
+        return CachedBackend(server.config, KVCache(tmp_path / "c.sqlite"), backend=server)
+
+
+# ----------------------------------------------------------------------------- requests
+@pytest.fixture(scope="module")
+def world_requests():
+    """Three users of the generated world: 10 history items, 10 unseen candidates each."""
+    from reranker.data.synthetic import generate_world
+
+    world = generate_world(seed=3, n_users=40, n_items=120)
+    ds = world.dataset
+    items = [str(i) for i in world.item_ids]
+    reqs = []
+    rng = np.random.default_rng(0)
+    for u in [str(u) for u in world.user_ids[:3]]:
+        hist = [str(i) for i in ds.interactions.loc[ds.interactions.user_id == u, "item_id"]][-10:]
+        pool = [i for i in items if i not in set(hist)]
+        cands = [Candidate(str(i), 0.0, "test") for i in rng.choice(pool, 10, replace=False)]
+        reqs.append((History(u, hist), cands))
+    return ds, reqs
+
+
+@pytest.mark.parametrize("mode", ["pointwise", "verbalizer", "listwise"])
+def test_every_mode_returns_a_full_permutation(llama_server, world_requests, mode):
+    ds, reqs = world_requests
+    server = {"api_key_env": SERVER_KEY_ENV, "tokenizer": "smollm2-135m"}
+    rr = Reranker(llama_server.spec, mode, catalog=ds, server=server, max_history=10)
+    history, cands = reqs[0]
+    ranking = rr.rerank(history, cands)
+    ids = [c.item_id for c in cands]
+    assert sorted(r.item_id for r in ranking.items) == sorted(ids)
+    assert ranking.diagnostics["model"] == llama_server.spec
+    if mode == "pointwise":
+        assert ranking.diagnostics["labels_scored"] == 2 * len(ids)
+        assert 0 <= ranking.diagnostics["labels_missing"] <= ranking.diagnostics["labels_scored"]
+    if mode == "verbalizer":
+        assert ranking.diagnostics["labels_scored"] == len(ids) * len(ids)
+    if mode == "listwise":
+        assert ranking.diagnostics["tokens_out"] > 0 and ranking.diagnostics["raw"]
+
+
+def test_arerank_runs_users_concurrently_and_explains(llama_server, world_requests):
+    ds, reqs = world_requests
+    server = {"api_key_env": SERVER_KEY_ENV, "tokenizer": "smollm2-135m", "max_concurrency": 4}
+    rr = Reranker(llama_server.spec, "pointwise", catalog=ds, server=server, max_history=10,
+                  explain_top_k=1, explain_max_new_tokens=24)
+
+    async def main():
+        return await asyncio.gather(*(rr.arerank(h, c) for h, c in reqs[:2]),
+                                    rr.arerank(*reqs[2], top_k=3, explain=True))
+
+    rankings = asyncio.run(main())
+    for (_, cands), ranking in zip(reqs[:2], rankings[:2], strict=True):
+        assert sorted(r.item_id for r in ranking.items) == sorted(c.item_id for c in cands)
+    assert len(rankings[2].items) == 3 and rankings[2].items[0].explanation
+    # the sync path agrees with the async one (same prompts, greedy, same server)
+    again = rr.rerank(*reqs[0])
+    np.testing.assert_allclose([r.score for r in again.items], [r.score for r in rankings[0].items], atol=1e-3)
+
+
+@pytest.mark.slow
+def test_pointwise_scores_agree_with_the_in_process_backend(smollm, server, world_requests):
+    """Same prompts through transformers (bf16 safetensors) and llama.cpp (Q4_1 GGUF)."""
+    ds, reqs = world_requests
+    ranker = PointwiseLLMRanker(backend=smollm, catalog=ds, max_history=10)
+    for history, cands in reqs:
+        prompts, _ = ranker.build_prompts(history, cands)
+        assert [server.chat_prompt("x"), server.count_tokens(prompts[0])] == [smollm.chat_prompt("x"),
+                                                                              smollm.count_tokens(prompts[0])]
+        local = smollm.score_prompts(prompts, ["Yes", "No"]).logits
+        remote = server.score_prompts(prompts, ["Yes", "No"])
+        assert remote.meta["labels_missing"] == 0
+        a, b = local[:, 0] - local[:, 1], remote.logits[:, 0] - remote.logits[:, 1]
+        rho = spearmanr(a, b).statistic
+        assert rho >= 0.9, (rho, a.round(2).tolist(), b.round(2).tolist())
+
+
+# ----------------------------------------------------------------------------- errors
+def test_unreachable_server_is_a_clear_error():
+    backend = server_backend(f"openai:{SERVED_NAME}@http://127.0.0.1:{free_port()}/v1", retries=1, backoff_s=0.01)
+    with pytest.raises(ModelError, match=r"cannot connect.*2 tries.*server running.*server.base_url"):
+        backend.generate(["Hello"], max_new_tokens=2)
+    backend.close()
+
+
+def test_wrong_model_name_lists_what_the_server_serves(llama_server):
+    backend = server_backend(llama_server.spec.replace(SERVED_NAME, "qwen-7b"))
+    with pytest.raises(ModelError, match=r"does not serve a model 'qwen-7b'.*\['smollm2-135m'\].*openai:MODEL@URL"):
+        backend.score_prompts(["Hi"], ["Yes", "No"])
+    backend.close()
+
+
+def test_timeout_is_a_clear_error(llama_server, server):
+    server.count_tokens("warm up")  # (the tokenizer loads outside the timed request)
+    backend = server_backend(llama_server.spec, timeout_s=0.05, retries=0)
+    backend._served = {"id": SERVED_NAME}  # skip the (fast) model listing: time the generation only
+    with pytest.raises(ModelError, match=r"no answer within server.timeout_s=0.05 s.*raise server.timeout_s"):
+        backend.generate([server.chat_prompt("Write a long story about a cat.")], max_new_tokens=300)
+    backend.close()
+
+
+def test_a_refused_request_quotes_the_server(server):
+    too_long = "word " * 4000
+    with pytest.raises(ModelError, match=r"HTTP 400: .*maximum context length is 2048 tokens"):
+        server.generate([too_long], max_new_tokens=4)
+
+
+def test_a_missing_key_names_the_setting(llama_server, monkeypatch):
+    backend = OpenAIBackend(LLMConfig(model=llama_server.spec, server={"tokenizer": "smollm2-135m"}))
+    with pytest.raises(ModelError, match=r"HTTP 401.*server.api_key_env"):
+        backend.generate(["Hi"], max_new_tokens=2)
+    backend.close()
+    monkeypatch.delenv(SERVER_KEY_ENV)
+    with pytest.raises(ModelError, match=rf"names {SERVER_KEY_ENV}, which is not set"):
+        server_backend(llama_server.spec)
+
+
+def test_hidden_states_are_refused(server):
+    with pytest.raises(ModelError, match="no hidden states"):
+        server.score_prompts(["Hi"], ["Yes", "No"], return_hidden=True)
+
+
+def test_a_server_without_logprobs_names_the_setting(tmp_path):
+    """A second server started with --logits_all false answers scoring requests with an error."""
+    from server_fixtures import LLAMA_CPP_AVAILABLE, smollm_gguf, start_server, stop_server
+
+    if not LLAMA_CPP_AVAILABLE:
+        pytest.skip("llama_cpp is not installed")
+    proc, base_url = start_server(smollm_gguf(), tmp_path / "server.log", "--logits_all", "false")
+    try:
+        backend = server_backend(f"openai:{SERVED_NAME}@{base_url}", retries=0)
+        with pytest.raises(ModelError, match=r"logits_all.*--max-logprobs.*server.top_logprobs.*listwise"):
+            backend.score_prompts(["Hi"], ["Yes", "No"])
+        assert backend.generate(["Hi"], max_new_tokens=2)[0].tokens_out <= 2  # generation still works
+        backend.close()
+    finally:
+        stop_server(proc)
+
+
+# ----------------------------------------------------------------------------- key, cache
+def test_the_key_stays_out_of_configs_and_caches(server, tmp_path):
+    assert isinstance(server, LLMBackend)
+    assert SERVER_KEY not in server.config.model_dump_json()
+    cache_path = tmp_path / "c.sqlite"
+    cached = CachedBackend(server.config, KVCache(cache_path), backend=server)
+    cached.score_prompts([server.chat_prompt("Hi")], ["Yes", "No"])
+    cached.generate([server.chat_prompt("Hi")], max_new_tokens=3)
+    assert SERVER_KEY.encode() not in cache_path.read_bytes()
+    assert SERVER_KEY not in cached.model_id
+
+
+def test_cache_keys_on_the_server_identity_not_on_operational_settings(server, llama_server, tmp_path):
+    identity = server.identity()
+    assert identity["base_url"] == llama_server.base_url and identity["model"] == SERVED_NAME
+    a = CachedBackend(server.config, KVCache(tmp_path / "a.sqlite"), backend=server)
+    other = server_backend(llama_server.spec, max_concurrency=1, timeout_s=30)
+    b = CachedBackend(other.config, KVCache(tmp_path / "b.sqlite"), backend=other)
+    assert a.model_id == b.model_id and json.dumps(identity, sort_keys=True) in a.model_id
+    other.close()
+    # the in-process keys are untouched by the new field (pinned caches keep hitting)
+    assert CachedBackend(LLMConfig(), KVCache(tmp_path / "c.sqlite")).model_id == LLMConfig().model_dump_json()
+    assert "server" not in LLMConfig().model_dump_json()
