@@ -41,6 +41,11 @@ _UNSET: Any = object()
 """`repetition_penalty` not given: the call options in the key stay those of older versions."""
 
 
+class NoHiddenStates(ModelError, AttributeError):
+    """`hidden_size` of a proxy whose backend has none: also an AttributeError, so
+    `isinstance(proxy, HiddenStatesBackend)` is False rather than an error."""
+
+
 def _enc(a: np.ndarray | None) -> dict[str, Any] | None:
     if a is None:
         return None
@@ -155,7 +160,7 @@ class CachedBackend:
     def hidden_size(self) -> int:
         inner = self.inner
         if not isinstance(inner, HiddenStatesBackend):
-            raise ModelError(f"{type(inner).__name__} returns no hidden states")
+            raise NoHiddenStates(f"{type(inner).__name__} returns no hidden states")
         return inner.hidden_size
 
     # ------------------------------------------------------------------ cached

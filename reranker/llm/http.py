@@ -27,11 +27,13 @@ QUOTE_CHARS = 500
 
 
 class ServerError(ModelError):
-    """A ModelError from a server's answer; `status` is its HTTP status (None: no answer)."""
+    """A ModelError from a server's answer; `status` is its HTTP status (None: no answer) and
+    `detail` the server's own message."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, detail: str = "") -> None:
         super().__init__(message)
         self.status = status
+        self.detail = detail
 
 
 def server_message(status: int, text: str) -> str:
@@ -160,6 +162,7 @@ class ServerClient:
         attempt = 0
         while True:
             problem: str
+            detail = ""
             delay = self.backoff_s * 2**attempt
             try:
                 async with self._sem:
@@ -181,15 +184,16 @@ class ServerClient:
                 msg = server_message(r.status_code, r.text)
                 if r.status_code != 429 and r.status_code < 500:
                     raise ServerError(f"{what}: the server at {self.base_url} refused the request with HTTP "
-                                      f"{r.status_code}: {msg!r}; {_advice(r.status_code)}", r.status_code)
+                                      f"{r.status_code}: {msg!r}; {_advice(r.status_code)}", r.status_code, msg)
                 problem = f"HTTP {r.status_code}: {msg!r}"
                 kind = "status"
+                detail = msg
                 retry_after = r.headers.get("retry-after")
                 if r.status_code == 429 and retry_after and retry_after.replace(".", "", 1).isdigit():
                     delay = max(delay, min(float(retry_after), 60.0))
             if attempt >= self.retries:
                 status = r.status_code if kind == "status" else None
-                raise ServerError(self._final(what, url, problem, kind, attempt + 1), status)
+                raise ServerError(self._final(what, url, problem, kind, attempt + 1), status, detail)
             attempt += 1
             self.retried += 1
             log.warning("%s: %s; retry %d/%d in %.1f s", what, problem, attempt, self.retries, delay)

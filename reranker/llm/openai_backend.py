@@ -203,7 +203,13 @@ class OpenAIBackend:
     async def _score_one(self, served: str, prompt: str) -> tuple[dict[str, float], int]:
         body = {"model": served, "prompt": prompt, "max_tokens": 1, "temperature": 0.0,
                 "logprobs": self.settings.top_logprobs, "echo": False, "cache_prompt": True}
-        answer = await self._http.post("/completions", body, "scoring a prompt")
+        try:
+            answer = await self._http.post("/completions", body, "scoring a prompt")
+        except ServerError as e:
+            if "logprob" not in e.detail.lower():
+                raise
+            raise ModelError(f"the server at {self.base_url} cannot return log-probabilities (HTTP {e.status}: "
+                             f"{e.detail!r}); {NO_LOGPROBS}") from None
         top = _top_logprobs(answer)
         if not top:
             raise ModelError(f"the server at {self.base_url} returned no log-probabilities "
