@@ -356,7 +356,9 @@ def demo_cmd(config_path: str | None, seed: int, n_users: int, n_items: int, eva
 @main.command("rerank")
 @click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False),
               help='Request JSON: {"history": [item dicts], "candidates": [item dicts], "context": {...}}.')
-@click.option("--model", default="smollm2-135m", show_default=True, help="Preset, folder, .gguf or hub id.")
+@click.option("--model", default="smollm2-135m", show_default=True,
+              help="Preset, folder, .gguf, hub id, or a server: openai:MODEL@http://host:port/v1.")
+@click.option("--api-key-env", default=None, help="With an openai: model, the environment variable holding its key.")
 @click.option("--mode", type=click.Choice(["pointwise", "listwise", "verbalizer"]), default="pointwise",
               show_default=True)
 @click.option("--top-k", type=click.IntRange(min=1), default=None, help="Return the first K only.")
@@ -365,7 +367,8 @@ def demo_cmd(config_path: str | None, seed: int, n_users: int, n_items: int, eva
               help="Listwise/verbalizer shuffles averaged against position bias.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads.")
 @click.option("--json", "as_json", is_flag=True, help="Print the Ranking as JSON.")
-def rerank_cmd(input_path: str, model: str, mode: Literal["pointwise", "listwise", "verbalizer"],
+def rerank_cmd(input_path: str, model: str, api_key_env: str | None,
+               mode: Literal["pointwise", "listwise", "verbalizer"],
                top_k: int | None, explain: bool,
                permutations: int, threads: int | None, as_json: bool) -> None:
     """Rerank the candidates of one request with a local LLM."""
@@ -377,6 +380,8 @@ def rerank_cmd(input_path: str, model: str, mode: Literal["pointwise", "listwise
     if mode == "pointwise" and permutations != 1:
         fail("--permutations applies to the listwise and verbalizer modes (pointwise scores do not depend on order)")
     options: dict[str, Any] = {"permutations": permutations} if mode != "pointwise" else {}
+    if api_key_env:
+        options["server"] = {"api_key_env": api_key_env}
     ranking = Reranker(model=model, mode=mode, threads=threads, **options).rerank(
         req.history, req.candidates, top_k=top_k, explain=explain, context=req.context, user_id=req.user_id
     )

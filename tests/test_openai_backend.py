@@ -24,6 +24,7 @@ from reranker.cache import KVCache
 from reranker.errors import ModelError
 from reranker.llm.base import LLMBackend, LLMConfig
 from reranker.llm.cached import CachedBackend
+from reranker.llm.label_scores import prompt_logprob, top_logprobs
 from reranker.llm.openai_backend import OpenAIBackend
 from reranker.ranking.pointwise import PointwiseLLMRanker
 from reranker.types import Candidate, History
@@ -192,6 +193,27 @@ def test_a_missing_key_names_the_setting(llama_server, monkeypatch):
     monkeypatch.delenv(SERVER_KEY_ENV)
     with pytest.raises(ModelError, match=rf"names {SERVER_KEY_ENV}, which is not set"):
         OpenAIBackend(LLMConfig(model=llama_server.spec, server={"api_key_env": SERVER_KEY_ENV}))
+
+
+def test_exact_label_scores_need_vllm(llama_server):
+    """`label_scores: prompt_logprobs` reads vLLM's prompt_logprobs; llama.cpp has none."""
+    backend = server_backend(llama_server.spec, label_scores="prompt_logprobs", retries=0)
+    with pytest.raises(ModelError, match=r"prompt_logprobs needs vLLM; set it to top_logprobs"):
+        backend.score_prompts([backend.chat_prompt("Hi")], ["Yes", "No"])
+    backend.close()
+
+
+def test_label_score_readers_take_the_openai_and_vllm_answer_forms():
+    legacy = {"choices": [{"logprobs": {"top_logprobs": [{"Yes": -0.5, "No": -1.5}]}}]}
+    chat = {"choices": [{"logprobs": {"content": [{"top_logprobs": [{"token": "Yes", "logprob": -0.5},
+                                                                     {"token": "No", "logprob": -1.5}]}]}}]}
+    assert top_logprobs(legacy) == top_logprobs(chat) == {"Yes": -0.5, "No": -1.5}
+    assert top_logprobs({"choices": [{"logprobs": None}]}) == {}
+    # vLLM: one entry per prompt position (the first None), keyed by token id
+    vllm = {"choices": [{"prompt_logprobs": [None, {"11": {"logprob": -2.0, "rank": 3, "decoded_token": "a"}},
+                                             {"42": {"logprob": -0.25, "rank": 1, "decoded_token": "Yes"}}]}]}
+    assert prompt_logprob(vllm, 42) == -0.25
+    assert prompt_logprob(vllm, 7) is None and prompt_logprob({"choices": [{}]}, 42) is None
 
 
 def test_hidden_states_are_refused(server):

@@ -50,6 +50,12 @@ class ServerConfig(BaseConfig):
     """Next-token alternatives requested per scoring call (`logprobs`); a label outside them gets
     a floor below the smallest returned log-probability and is counted in the diagnostics. vLLM
     caps this with `--max-logprobs` (default 20)."""
+    label_scores: Literal["top_logprobs", "prompt_logprobs"] = "top_logprobs"
+    """`top_logprobs`: one `max_tokens: 1` call per prompt, labels read from the top-k (any
+    server with logprobs). `prompt_logprobs` (vLLM): one call per prompt and label, sent as
+    token ids ending in the label's token, reading its exact log-probability from vLLM's
+    `prompt_logprobs` (no label is ever missing; the server's prefix cache makes the extra
+    calls cheap)."""
 
     @field_validator("base_url")
     @classmethod

@@ -10,7 +10,9 @@ servers, Ollama, hosted APIs).
   log-probability (the rankers' differences and softmaxes over labels equal those of logits).
   A label outside the returned top-k gets a floor `LABEL_FLOOR_NATS` below the smallest
   returned log-probability and is counted (`ScoreResult.meta`: `labels_missing` of
-  `labels_scored`), never scored 0 silently.
+  `labels_scored`), never scored 0 silently. With `server.label_scores: prompt_logprobs`
+  (vLLM) each label's exact log-probability is read from `prompt_logprobs` instead
+  (`reranker.llm.label_scores`).
 - Generations (listwise, explanations) are greedy `/v1/completions` calls (temperature 0,
   repetition penalty 1 unless given).
 - Every call of a list runs concurrently, at most `server.max_concurrency` requests in flight
@@ -36,6 +38,7 @@ import numpy as np
 from ..errors import ModelError
 from .base import DEFAULT_BASE_URL, Generation, LLMConfig, ScoreResult, ServerConfig
 from .http import ServerClient, ServerError
+from .label_scores import prompt_logprob, top_logprobs
 from .local_tokens import LocalTokenizer
 from .models import parse_server_spec
 
@@ -46,6 +49,9 @@ LABEL_FLOOR_NATS = 1.0
 
 #: fields of a /v1/models entry that identify the served weights (vLLM: root, max_model_len)
 FINGERPRINT_FIELDS = ("root", "parent", "max_model_len", "owned_by", "fingerprint", "system_fingerprint")
+
+#: the client-rendered prompt is used as it is (vLLM: no second BOS; llama.cpp: prefix cache on)
+PROMPT_AS_IS = {"add_special_tokens": False, "cache_prompt": True}
 
 NO_LOGPROBS = (
     "pointwise and verbalizer scoring read next-token log-probabilities from /v1/completions "
@@ -181,6 +187,8 @@ class OpenAIBackend:
         if not prompts:
             return ScoreResult(logits=np.zeros((0, len(labels))), tokens_in=0)
         served = (await self._served_model())["id"]
+        if self.settings.label_scores == "prompt_logprobs":
+            return await self._score_exact(served, prompts, [i for i, _ in label_toks], t0)
         answers = await asyncio.gather(*(self._score_one(served, p) for p in prompts))
         logits = np.zeros((len(prompts), len(labels)))
         missing = 0
@@ -200,9 +208,36 @@ class OpenAIBackend:
         return ScoreResult(logits=logits, tokens_in=sum(n for _, n in answers),
                            latency_s=time.perf_counter() - t0, meta=meta)
 
+    async def _score_exact(self, served: str, prompts: list[str], label_ids: list[int], t0: float) -> ScoreResult:
+        """`label_scores: prompt_logprobs` (vLLM): each label's exact log-probability."""
+        encoded = [self.tokens.encode(p) for p in prompts]
+
+        hint = "server.label_scores: prompt_logprobs needs vLLM; set it to top_logprobs for other servers"
+
+        async def one(ids: list[int], label: int) -> float:
+            body = {"model": served, "prompt": [*ids, label], "max_tokens": 1, "temperature": 0.0,
+                    "prompt_logprobs": 0}
+            try:
+                answer = await self._http.post("/completions", body, "scoring a label")
+            except ServerError as e:  # e.g. a server that takes text prompts only (llama.cpp: HTTP 500)
+                if e.status is None or (e.status >= 500 and "prompt" not in e.detail.lower()):
+                    raise
+                raise ModelError(f"{e}; {hint}") from None
+            value = prompt_logprob(answer, label)
+            if value is None:
+                raise ModelError(f"the server at {self.base_url} returned no prompt_logprobs for a token-id "
+                                 f"prompt (answer: {json.dumps(answer)[:300]}); {hint}")
+            return value
+
+        values = await asyncio.gather(*(one(ids, lab) for ids in encoded for lab in label_ids))
+        logits = np.asarray(values, dtype=np.float64).reshape(len(prompts), len(label_ids))
+        meta = {"labels_missing": 0, "labels_scored": int(logits.size), "label_scores": "prompt_logprobs"}
+        return ScoreResult(logits=logits, tokens_in=sum(len(ids) + 1 for ids in encoded) * len(label_ids),
+                           latency_s=time.perf_counter() - t0, meta=meta)
+
     async def _score_one(self, served: str, prompt: str) -> tuple[dict[str, float], int]:
         body = {"model": served, "prompt": prompt, "max_tokens": 1, "temperature": 0.0,
-                "logprobs": self.settings.top_logprobs, "echo": False, "cache_prompt": True}
+                "logprobs": self.settings.top_logprobs, "echo": False, **PROMPT_AS_IS}
         try:
             answer = await self._http.post("/completions", body, "scoring a prompt")
         except ServerError as e:
@@ -210,7 +245,7 @@ class OpenAIBackend:
                 raise
             raise ModelError(f"the server at {self.base_url} cannot return log-probabilities (HTTP {e.status}: "
                              f"{e.detail!r}); {NO_LOGPROBS}") from None
-        top = _top_logprobs(answer)
+        top = top_logprobs(answer)
         if not top:
             raise ModelError(f"the server at {self.base_url} returned no log-probabilities "
                              f"(answer: {json.dumps(answer)[:300]}); {NO_LOGPROBS}")
@@ -246,7 +281,7 @@ class OpenAIBackend:
         penalty = 1.0 if repetition_penalty is None else float(repetition_penalty)
         body: dict[str, Any] = {
             "model": served, "max_tokens": max_new, "temperature": float(self.config.temperature),
-            "seed": seed, "cache_prompt": True,
+            "seed": seed, **PROMPT_AS_IS,
             # vLLM reads repetition_penalty, llama.cpp repeat_penalty (its default is 1.1, not 1)
             "repetition_penalty": penalty, "repeat_penalty": penalty,
         }
@@ -277,31 +312,6 @@ def _usage(answer: Any, key: str) -> int | None:
     usage = answer.get("usage") if isinstance(answer, dict) else None
     value = usage.get(key) if isinstance(usage, dict) else None
     return int(value) if isinstance(value, int | float) else None
-
-
-def _top_logprobs(answer: Any) -> dict[str, float]:
-    """token text -> log-probability of the first generated position, from a completions
-    answer (`logprobs.top_logprobs[0]` as a dict, or OpenAI chat-style lists of
-    `{"token", "logprob"}`). Empty when the answer carries none."""
-    try:
-        lp = answer["choices"][0]["logprobs"]
-    except (KeyError, IndexError, TypeError):
-        return {}
-    if not isinstance(lp, dict):
-        return {}
-    first: Any = None
-    if isinstance(lp.get("top_logprobs"), list) and lp["top_logprobs"]:
-        first = lp["top_logprobs"][0]
-    elif isinstance(lp.get("content"), list) and lp["content"]:
-        first = lp["content"][0].get("top_logprobs") if isinstance(lp["content"][0], dict) else None
-    out: dict[str, float] = {}
-    if isinstance(first, dict):
-        out = {str(k): float(v) for k, v in first.items() if isinstance(v, int | float)}
-    elif isinstance(first, list):
-        for e in first:
-            if isinstance(e, dict) and "token" in e and isinstance(e.get("logprob"), int | float):
-                out.setdefault(str(e["token"]), float(e["logprob"]))
-    return {k: v for k, v in out.items() if math.isfinite(v)}
 
 
 __all__ = ["OpenAIBackend", "LABEL_FLOOR_NATS"]
