@@ -228,9 +228,20 @@ def write_report(args, rows, reqs, source: str, host: str, anatomy: dict | None 
     if anatomy:
         lines += [
             "One scoring request to the server (`max_tokens: 1`, median of 5, same load): "
-            f"a list's first prompt ({anatomy['tokens']} tokens, all evaluated) {anatomy['cold']:.2f} s; "
+            f"a list's first prompt ({anatomy['tokens']} tokens; sent after another user's prompt, so only "
+            f"the shared instructions are reused) {anatomy['cold']:.2f} s; "
             f"a following prompt of the same list (history prefix reused) {anatomy['warm']:.2f} s with "
             f"`logprobs: 20`, {anatomy['plain']:.2f} s without log-probabilities.",
+            "",
+            "Why the server is slower here: the in-process backend scores a user's 20 prompts as one "
+            "forward (the prefix once, the suffixes packed), while the completions API takes one request "
+            "per prompt. llama-cpp-python keeps one KV cache and runs one request at a time, so it reuses "
+            "only the previous request's prefix, and with `logprobs` it computes the log-softmax of every "
+            "evaluated position's logits (prompt tokens x vocabulary) in numpy for each request, which "
+            "doubles a following prompt's cost. More requests in flight only overlap the client and HTTP "
+            "work. A server that batches requests and caches prefixes across them (vLLM, llama.cpp's own "
+            "llama-server with several slots) is where `max_concurrency` pays; not measured here (no GPU, "
+            "no llama-server binary on this machine).",
             "",
         ]
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -88,6 +89,7 @@ class ServerClient:
         self._client: Any = None
         self._sem: asyncio.Semaphore | None = None
         self._lock = threading.Lock()
+        self._pid = os.getpid()
         self.requests = 0
         """HTTP requests sent (retries included)."""
         self.retried = 0
@@ -95,6 +97,9 @@ class ServerClient:
     # ------------------------------------------------------------------ loop
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
+            if self._pid != os.getpid():  # a forked child: the parent's loop thread is not here
+                self._loop = self._thread = self._client = self._sem = None
+                self._pid = os.getpid()
             if self._loop is None:
                 loop = asyncio.new_event_loop()
                 thread = threading.Thread(target=loop.run_forever, name=f"reranker-http {self.base_url}",
