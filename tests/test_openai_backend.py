@@ -261,3 +261,33 @@ def test_cache_keys_on_the_server_identity_not_on_operational_settings(server, l
     # the in-process keys are untouched by the new field (pinned caches keep hitting)
     assert CachedBackend(LLMConfig(), KVCache(tmp_path / "c.sqlite")).model_id == LLMConfig().model_dump_json()
     assert "server" not in LLMConfig().model_dump_json()
+
+
+def test_an_eval_row_names_the_server(llama_server, tmp_path):
+    """`reranker eval`: an experiment row runs its LLM through the server (regime B, 3 users)."""
+    import yaml
+    from click.testing import CliRunner
+
+    from reranker.cli import main
+
+    cfg = {
+        "name": "tiny-server",
+        "data": {"synthetic": {"seed": 2, "n_users": 40, "n_items": 60}},
+        "protocol": {"regime": "b", "n_negatives": 4, "n_boot": 20, "position_bias": {"enabled": False}},
+        "rankers": [
+            {"name": "pop", "type": "pop"},
+            {"name": "server-pointwise", "type": "llm-pointwise",
+             "params": {"model": llama_server.spec, "max_history": 5,
+                        "server": {"api_key_env": SERVER_KEY_ENV, "tokenizer": "smollm2-135m"}}},
+        ],
+    }
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, ["eval", "--config", str(path), "--out", str(out), "--no-progress",
+                                  "--no-cache", "--users", "3"])
+    assert r.exit_code == 0, r.output
+    res = json.loads((out / "results.json").read_text())
+    assert res["status"] == "complete"
+    assert set(res["runs"][0]["rankers"]) == {"pop", "server-pointwise"}
+    assert SERVER_KEY not in (out / "results.json").read_text() + (out / "report.md").read_text()
