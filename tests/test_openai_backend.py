@@ -180,7 +180,7 @@ def test_timeout_is_a_clear_error(llama_server, server):
 
 
 def test_a_refused_request_quotes_the_server(server):
-    too_long = "word " * 4000
+    too_long = "word " * 2200  # > 2048 tokens
     with pytest.raises(ModelError, match=r"HTTP 400: .*maximum context length is 2048 tokens"):
         server.generate([too_long], max_new_tokens=4)
 
@@ -291,3 +291,33 @@ def test_an_eval_row_names_the_server(llama_server, tmp_path):
     assert res["status"] == "complete"
     assert set(res["runs"][0]["rankers"]) == {"pop", "server-pointwise"}
     assert SERVER_KEY not in (out / "results.json").read_text() + (out / "report.md").read_text()
+
+
+# ----------------------------------------------------------------------------- specs, messages
+def test_server_spec_forms():
+    from reranker.llm.models import parse_server_spec, resolve_model
+
+    spec = parse_server_spec("openai:qwen2.5:7b@http://127.0.0.1:11434/v1/")
+    assert (spec.model, spec.base_url) == ("qwen2.5:7b", "http://127.0.0.1:11434/v1")
+    spec = parse_server_spec("openai:Qwen/Qwen2.5-7B-Instruct@https://gpu.example/v1")
+    assert (spec.model, spec.base_url) == ("Qwen/Qwen2.5-7B-Instruct", "https://gpu.example/v1")
+    assert parse_server_spec("openai:smollm2-135m") == type(spec)("smollm2-135m", None)
+    assert parse_server_spec("smollm2-135m") is None
+    with pytest.raises(ModelError, match="must start with http"):
+        parse_server_spec("openai:m@ftp://host/v1")
+    with pytest.raises(ModelError, match="openai backend"):
+        resolve_model("openai:m@http://h:1/v1")
+    cfg = LLMConfig(model="openai:m@http://h:1/v1")
+    assert cfg.backend == "openai" and cfg.server is None and "server" not in cfg.model_dump()
+    assert OpenAIBackend(LLMConfig(model="openai:m", server={"base_url": "http://x:2/v1"})).base_url == "http://x:2/v1"
+
+
+def test_server_messages_are_quoted_from_every_error_form():
+    from reranker.llm.http import server_message
+
+    assert server_message(400, '{"error": {"message": "max_tokens too large", "type": "x"}}') == "max_tokens too large"
+    assert server_message(422, '{"detail": [{"msg": "field required"}]}') == '[{"msg": "field required"}]'
+    assert server_message(404, '{"error": "model \\"x\\" not found"}') == 'model "x" not found'
+    assert server_message(502, "Bad Gateway\n") == "Bad Gateway"
+    assert server_message(500, "") == "HTTP 500"
+    assert server_message(500, "x" * 900).endswith("...")
