@@ -395,5 +395,17 @@ def rerank_cmd(input_path: str, model: str, api_key_env: str | None,
             click.echo(f"       {' '.join(r.explanation.split())}")
 
 
+@main.command("serve")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Service config (configs/serve.yaml); default: pointwise SmolLM2, no pipeline.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Bind address (not loopback: needs the API key).")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+def serve_cmd(config_path: str | None, host: str, port: int) -> None:
+    """Run the HTTP ranking service (rerank, recommend, feedback; /docs for the API)."""
+    from .serve.run import serve
+
+    serve(config_path, host, port)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,97 @@
+"""The service's config (YAML: configs/serve.yaml)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from ..api import RerankerConfig
+from ..config import BaseConfig
+
+Mode = Literal["pointwise", "listwise", "verbalizer"]
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+class SyntheticData(BaseConfig):
+    """The generated demo world (`reranker data generate`): no files needed."""
+
+    seed: int = 0
+    users: int = Field(500, ge=10, le=100_000)
+    items: int = Field(400, ge=20, le=100_000)
+
+
+class PipelineSource(BaseConfig):
+    """Where `/v1/recommend`'s pipeline comes from: a saved folder (`path`), or a pipeline
+    config (a YAML path or an inline mapping) fitted at start on `data` (a dataset path with
+    its `format`, or `synthetic`)."""
+
+    path: Path | None = None
+    config: Path | dict[str, Any] | None = None
+    data: Path | None = None
+    format: str = "csv"
+    synthetic: SyntheticData | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PipelineSource:
+        if (self.path is None) == (self.config is None):
+            raise ValueError("give either path (a saved pipeline) or config (fitted at start)")
+        if self.config is not None and (self.data is None) == (self.synthetic is None):
+            raise ValueError("with config, give either data (a dataset path) or synthetic")
+        return self
+
+
+class LimitsConfig(BaseConfig):
+    """Bounds of one request (each refused with a 4xx naming the field)."""
+
+    max_body_bytes: int = Field(2_000_000, ge=1_000, le=100_000_000)
+    max_documents: int = Field(200, ge=1, le=10_000)
+    max_history: int = Field(200, ge=0, le=10_000)
+    max_feedback_events: int = Field(1000, ge=1, le=100_000)
+    max_k: int = Field(100, ge=1, le=1000)
+
+
+def _default_rerankers() -> dict[Mode, RerankerConfig]:
+    return {"pointwise": RerankerConfig()}
+
+
+class ServeConfig(BaseConfig):
+    """`reranker serve --config configs/serve.yaml`."""
+
+    model_name: str = Field("reranker", max_length=200)
+    """The `model` the responses name."""
+    rerankers: dict[Mode, RerankerConfig] = Field(default_factory=_default_rerankers)
+    """One Reranker per served mode; the first is the default `mode`."""
+    pipeline: PipelineSource | None = None
+    """The fitted pipeline behind `/v1/recommend` (and the catalog for history ids); None: the
+    route answers 503."""
+    feedback_db: Path = Path("runs/serve/feedback.sqlite3")
+    """SQLite file (WAL mode) holding the feedback events."""
+    api_key_env: str | None = "RERANKER_API_KEY"
+    """Environment variable holding the Bearer key. When set in the environment, every /v1/
+    route needs `Authorization: Bearer <key>`; bound to a non-loopback host it must be set."""
+    workers: int = Field(2, ge=1, le=64)
+    """Threads running model work (off the event loop)."""
+    default_timeout_ms: int | None = Field(None, ge=1, le=600_000)
+    """A request's deadline when it gives no `timeout_ms`: past it the stage-1 order comes back
+    with `degraded: true`."""
+    warm_up: bool = True
+    """Load the models at start (then /readyz says ready); false: on the first request."""
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+
+    @model_validator(mode="after")
+    def _some_mode(self) -> ServeConfig:
+        if not self.rerankers:
+            raise ValueError("rerankers: serve at least one mode")
+        for mode, rc in self.rerankers.items():
+            if rc.ranker.type != f"llm-{mode}":
+                raise ValueError(f"rerankers.{mode}.ranker.type: must be llm-{mode}, got {rc.ranker.type}")
+        return self
+
+    @property
+    def default_mode(self) -> str:
+        return next(iter(self.rerankers))
+
+
+__all__ = ["LOOPBACK_HOSTS", "LimitsConfig", "PipelineSource", "ServeConfig", "SyntheticData"]

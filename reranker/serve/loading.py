@@ -1,0 +1,34 @@
+"""Building the served pipeline from the config's `pipeline:` section."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .config import PipelineSource
+
+
+def load_pipeline(src: PipelineSource, *, backend: Any = None) -> Any:
+    """A saved folder (`path`) loaded, or a config fitted at start on `data` / `synthetic`."""
+    from ..pipeline import Pipeline, PipelineConfig
+
+    if src.path is not None:
+        return Pipeline.load(src.path, llm_backend=backend)
+    if isinstance(src.config, dict):
+        cfg = PipelineConfig.from_dict(src.config, source="pipeline.config")
+    else:
+        assert src.config is not None
+        cfg = PipelineConfig.from_yaml(src.config)
+    if src.synthetic is not None:
+        from ..data.synthetic import generate_world
+
+        s = src.synthetic
+        data = generate_world(seed=s.seed, n_users=s.users, n_items=s.items).dataset
+    else:
+        from ..data.loaders import load
+
+        assert src.data is not None
+        data = load(src.data, src.format)
+    return Pipeline(cfg, llm_backend=backend).fit(data)
+
+
+__all__ = ["load_pipeline"]

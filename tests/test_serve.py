@@ -1,0 +1,426 @@
+"""`reranker serve`: every route through FastAPI's test client (the real app object, lifespan
+included) and through uvicorn on a loopback port; bad requests get a 4xx naming the field;
+feedback survives kill -9; a slow LLM gives the stage-1 order (`degraded`) within the deadline.
+The LLM is a test fake (tests/fake_backends.py) and stage 1 a real ItemCF on a small generated
+world, so these tests are fast."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from fake_backends import ScriptedBackend
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from reranker.data.synthetic import generate_world
+from reranker.errors import ConfigError
+from reranker.pipeline import Pipeline, PipelineConfig
+from reranker.serve import ServeConfig, create_app
+from reranker.serve.feedback import FeedbackStore
+from reranker.serve.run import check_binding
+
+KEY_ENV = "RERANKER_TEST_SERVE_KEY"
+
+
+class FakeLLM(ScriptedBackend):
+    """ScriptedBackend with hidden states (the pointwise ranker asks an in-process backend for them)."""
+
+    hidden_width = 4
+
+
+class SlowBackend(FakeLLM):
+    """Answers like ScriptedBackend, `delay` seconds late."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__([], default="1, 2")
+        self.delay = delay
+
+    def score_prompts(self, prompts, labels, return_hidden=False):
+        time.sleep(self.delay)
+        return super().score_prompts(prompts, labels, return_hidden)
+
+
+class BrokenBackend(FakeLLM):
+    def score_prompts(self, prompts, labels, return_hidden=False):
+        raise RuntimeError("secret internal detail")
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    world = generate_world(seed=3, n_users=120, n_items=80)
+    cfg = PipelineConfig.from_dict({"ranking": {"llm": None, "bert": None}, "retriever": {"k": 20}})
+    return Pipeline(cfg).fit(world.dataset)
+
+
+def make_config(tmp_path: Path, **kw) -> ServeConfig:
+    base = {"rerankers": {"pointwise": {"ranker": {"type": "llm-pointwise"}},
+                          "listwise": {"ranker": {"type": "llm-listwise"}}},
+            "feedback_db": str(tmp_path / "fb.sqlite3"), "api_key_env": KEY_ENV,
+            "limits": {"max_documents": 50, "max_history": 30, "max_body_bytes": 200_000}}
+    base.update(kw)
+    return ServeConfig.from_dict(base)
+
+
+@pytest.fixture
+def client(tmp_path, pipeline, monkeypatch) -> Iterator[TestClient]:
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    app = create_app(make_config(tmp_path), backend=FakeLLM([], default="2, 1, 3"), pipeline=pipeline,
+                     load_in_background=False)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+def assert_field(r: httpx.Response, status: int, field: str) -> dict:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert body["error"]["field"] == field, body
+    assert body["error"]["message"]
+    assert "Traceback" not in r.text and 'File "' not in r.text
+    return body
+
+
+# ------------------------------------------------------------------ rerank
+COHERE_BODY = {"model": "rerank-english-v3.0", "query": "What is the capital of the United States?",
+               "documents": ["Carson City is the capital city of the American state of Nevada.",
+                             "Washington, D.C. is the capital of the United States.",
+                             "Capital punishment has existed in the United States since before it was a country."],
+               "top_n": 2, "return_documents": True}
+
+
+def test_cohere_style_body_works_unchanged(client):
+    r = client.post("/v1/rerank", json=COHERE_BODY)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model"] and body["mode"] == "pointwise" and body["degraded"] is False
+    res = body["results"]
+    assert len(res) == 2 and len({x["index"] for x in res}) == 2
+    assert res[0]["relevance_score"] >= res[1]["relevance_score"]
+    for x in res:
+        assert x["document"] == {"text": COHERE_BODY["documents"][x["index"]]}
+        assert x["item_id"] is None
+    assert body["usage"]["tokens_in"] > 0
+
+
+def test_rerank_objects_history_context_and_modes(client, pipeline):
+    known = list(pipeline.data.item_ids[:2])
+    body = {"documents": [{"id": "a", "title": "Trail socks", "category": "Sports", "score": 0.2},
+                          {"id": 7, "title": "Kettle"}, {"id": "c", "text": "A running cap"}],
+            "history": [known[0], {"id": "h1", "title": "Running shoes"}, known[1]],
+            "context": {"device": "mobile", "hour": 9}, "user_id": "U001"}
+    for mode in ("pointwise", "listwise"):
+        r = client.post("/v1/rerank", json={**body, "mode": mode})
+        assert r.status_code == 200, r.text
+        out = r.json()
+        assert out["mode"] == mode
+        assert sorted(x["index"] for x in out["results"]) == [0, 1, 2]  # every document once
+        assert {x["item_id"] for x in out["results"]} == {"a", "7", "c"}
+        assert all("document" not in x or x["document"] is None for x in out["results"])
+    assert {"valid", "hallucinated", "filled_in"} <= out["diagnostics"].keys()  # listwise parse counts
+
+
+BAD_RERANK = [
+    ({"documents": "not a list"}, "documents"),
+    ({"documents": []}, "documents"),
+    ({}, "documents"),
+    ({"documents": ["a", "b", "c", {"id": ["x"]}]}, "documents[3].id"),
+    ({"documents": [{"id": "a", "title": 5}]}, "documents[0].title"),
+    ({"documents": ["x"] * 10_000}, "documents"),
+    ({"documents": ["x"] * 10_001}, "documents"),
+    ({"documents": [{"id": "a"}, {"id": 7}, {"id": "7"}]}, "documents[2]"),
+    ({"documents": [{"id": "a"}, {"id": "h"}], "history": [{"id": "h", "title": "H"}]}, "documents[1]"),
+    ({"documents": ["x"], "history": ["no-such-item"]}, "history[0].id"),
+    ({"documents": ["x"], "history": [{"id": "h", "title": "t"}] * 31}, "history"),
+    ({"documents": ["x"], "mode": "verbalizer"}, "mode"),
+    ({"documents": ["x"], "mode": "pairwise"}, "mode"),
+    ({"documents": ["x"], "top_n": 0}, "top_n"),
+    ({"documents": ["x"], "timeout_ms": "soon"}, "timeout_ms"),
+    ({"documents": ["x"], "unknown_key": 1}, "unknown_key"),
+    ({"documents": ["x"], "context": {"k": {"nested": 1}}}, "context.k"),
+]
+
+
+@pytest.mark.parametrize(("body", "field"), BAD_RERANK, ids=[f for _, f in BAD_RERANK])
+def test_bad_rerank_requests_name_the_field(client, body, field):
+    assert_field(client.post("/v1/rerank", json=body), 422, field)
+
+
+def test_not_json_and_huge_bodies(client):
+    r = client.post("/v1/rerank", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "Traceback" not in r.text and r.json()["error"]["field"]
+    r = client.post("/v1/rerank", content=b'{"documents": [{"id": "a", "score": Infinity}]}',
+                    headers={"content-type": "application/json"})
+    assert_field(r, 422, "documents[0].score")
+    big = json.dumps({"documents": ["x" * 1000] * 300})
+    assert_field(client.post("/v1/rerank", content=big, headers={"content-type": "application/json"}), 413, "body")
+
+
+def test_internal_errors_never_leak(tmp_path, pipeline, monkeypatch):
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    app = create_app(make_config(tmp_path, warm_up=False), backend=BrokenBackend([]), pipeline=pipeline,
+                     load_in_background=False)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        r = c.post("/v1/rerank", json={"documents": ["a", "b"]})
+        assert r.status_code == 500
+        assert "secret" not in r.text and "Traceback" not in r.text
+        assert r.json()["error"]["type"] == "internal_error"
+        assert 'reranker_requests_total{method="POST",route="/v1/rerank",status="500"} 1' in c.get("/metrics").text
+
+
+def test_slow_llm_degrades_within_the_deadline(tmp_path, pipeline, monkeypatch):
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    app = create_app(make_config(tmp_path, warm_up=False), backend=SlowBackend(2.0), pipeline=pipeline,
+                     load_in_background=False)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        t0 = time.perf_counter()
+        r = c.post("/v1/rerank", json={"documents": [{"id": "a", "score": 0.1}, {"id": "b", "score": 0.9},
+                                                     {"id": "c"}], "timeout_ms": 200})
+        elapsed = time.perf_counter() - t0
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["degraded"] is True and elapsed < 1.5
+        assert [x["item_id"] for x in body["results"]] == ["b", "a", "c"]  # the stage-1 scores' order
+        assert 'reranker_degraded_total{route="/v1/rerank"} 1' in c.get("/metrics").text
+
+
+# ------------------------------------------------------------------ recommend
+def test_recommend_paths(client, pipeline):
+    user = str(pipeline.data.user_ids[0])
+    r = client.post("/v1/recommend", json={"user_id": user, "k": 5})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["path"] == "personal" and len(body["results"]) == 5
+    assert [x["rank"] for x in body["results"]] == [1, 2, 3, 4, 5]
+    assert all(x["title"] for x in body["results"])
+    seen = set(pipeline.data.history(user).items)
+    assert not seen & {x["item_id"] for x in body["results"]}
+    popular = client.post("/v1/recommend", json={"anonymous": True, "k": 3}).json()
+    assert popular["path"] == "popular" and len(popular["results"]) == 3
+    unknown = client.post("/v1/recommend", json={"user_id": "nobody", "k": 3}).json()
+    assert unknown["path"] == "popular" and unknown["results"] == popular["results"]
+    adhoc = client.post("/v1/recommend", json={"history": list(pipeline.data.item_ids[:3]),
+                                               "context": {"device": "mobile"}}).json()
+    assert adhoc["path"] == "personal" and len(adhoc["results"]) == pipeline.config.top_k
+
+
+BAD_RECOMMEND = [
+    ({}, "history"),
+    ({"history": []}, "history"),
+    ({"anonymous": True, "user_id": "U001"}, "anonymous"),
+    ({"history": ["P00", "nope"]}, "history[1]"),
+    ({"user_id": "U001", "k": 0}, "k"),
+    ({"user_id": "U001", "k": 500}, "k"),
+    ({"user_id": ["U001"]}, "user_id"),
+    ({"user_id": "U001", "explain": True}, "explain"),  # the pipeline has no LLM to explain with
+]
+
+
+@pytest.mark.parametrize(("body", "field"), BAD_RECOMMEND, ids=[f for _, f in BAD_RECOMMEND])
+def test_bad_recommend_requests_name_the_field(client, body, field):
+    assert_field(client.post("/v1/recommend", json=body), 422, field)
+
+
+def test_recommend_without_a_pipeline_is_503(tmp_path, monkeypatch):
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    app = create_app(make_config(tmp_path), backend=FakeLLM([], default="1"), load_in_background=False)
+    with TestClient(app) as c:
+        assert_field(c.post("/v1/recommend", json={"user_id": "U001"}), 503, "pipeline")
+        assert_field(c.post("/v1/rerank", json={"documents": ["x"], "history": ["P00"]}), 422, "history[0].id")
+
+
+# ------------------------------------------------------------------ feedback, health, auth
+def test_feedback_is_stored_once_per_id(client, tmp_path):
+    events = [{"user_id": "U001", "item_id": "P01", "event": "click", "id": "e1"},
+              {"user_id": 5, "item_id": "P02", "event": "rating", "value": 4.5, "timestamp": 1.7e9, "id": "e2"},
+              {"user_id": "U001", "item_id": "P03", "event": "view"}]
+    r = client.post("/v1/feedback", json={"events": events})
+    assert r.status_code == 200 and r.json() == {"accepted": 3, "duplicates": 0}
+    r = client.post("/v1/feedback", json={"events": events[:2]})
+    assert r.json() == {"accepted": 0, "duplicates": 2}
+    store = FeedbackStore(tmp_path / "fb.sqlite3")
+    assert store.count() == 3 and store.ids() == {"e1", "e2"}
+    store.close()
+    assert_field(client.post("/v1/feedback", json={"events": [{**events[0], "event": "like"}]}), 422, "events[0].event")
+    assert_field(client.post("/v1/feedback", json={"events": []}), 422, "events")
+    assert_field(client.post("/v1/feedback", json={"events": [events[2]] * 1001}), 422, "events")
+
+
+def test_health_ready_metrics_docs(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "ready" and set(ready["modes"]) == {"pointwise", "listwise"}
+    client.post("/v1/rerank", json={"documents": ["a"]})
+    client.post("/v1/rerank", json={"documents": []})
+    text = client.get("/metrics").text
+    assert 'reranker_requests_total{method="POST",route="/v1/rerank",status="200"} 1' in text
+    assert 'reranker_request_errors_total{method="POST",route="/v1/rerank",status="422"} 1' in text
+    assert 'reranker_request_seconds_count{route="/v1/rerank"} 2' in text
+    assert 'reranker_llm_tokens_total{direction="in"}' in text
+    schema = client.get("/openapi.json").json()
+    assert {"/v1/rerank", "/v1/recommend", "/v1/feedback", "/healthz", "/readyz", "/metrics"} <= schema["paths"].keys()
+    assert client.get("/docs").status_code == 200
+    r = client.get("/no-such-route")
+    assert r.status_code == 404 and r.json()["error"]["type"] == "http_error"
+
+
+def test_api_key(tmp_path, pipeline, monkeypatch):
+    monkeypatch.setenv(KEY_ENV, "s3cret")
+    app = create_app(make_config(tmp_path), backend=FakeLLM([], default="1"), pipeline=pipeline,
+                     load_in_background=False)
+    with TestClient(app) as c:
+        for path, body in (("/v1/rerank", {"documents": ["a"]}), ("/v1/recommend", {"anonymous": True}),
+                           ("/v1/feedback", {"events": [{"user_id": "u", "item_id": "i", "event": "view"}]})):
+            assert_field(c.post(path, json=body), 401, "Authorization")
+            assert_field(c.post(path, json=body, headers={"Authorization": "Bearer wrong"}), 401, "Authorization")
+            assert c.post(path, json=body, headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        assert c.get("/healthz").status_code == 200
+
+
+def test_non_loopback_needs_a_key(monkeypatch, tmp_path):
+    cfg = make_config(tmp_path)
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    check_binding(cfg, "127.0.0.1")
+    with pytest.raises(ConfigError, match=r"api_key_env: serving on 0\.0\.0\.0"):
+        check_binding(cfg, "0.0.0.0")
+    monkeypatch.setenv(KEY_ENV, "k")
+    check_binding(cfg, "0.0.0.0")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
+    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(
+        st.sampled_from(["documents", "history", "id", "title", "top_n", "mode", "events", "user_id",
+                         "item_id", "event", "k", "context", "score", "anonymous", "x"]), kids, max_size=5),
+    max_leaves=12))
+def test_generated_bodies_never_5xx(client, body):
+    for path in ("/v1/rerank", "/v1/recommend", "/v1/feedback"):
+        r = client.post(path, json=body)
+        assert r.status_code < 500, (path, body, r.text)
+        if r.status_code >= 400:
+            assert r.json()["error"]["message"]
+
+
+# ------------------------------------------------------------------ the real server
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def live_server(tmp_path, pipeline, monkeypatch) -> Iterator[str]:
+    """uvicorn serving the app on a loopback port, in a thread."""
+    import uvicorn
+
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    app = create_app(make_config(tmp_path, workers=4), backend=FakeLLM([], default="1, 2"),
+                     pipeline=pipeline)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            if httpx.get(url + "/readyz").status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the server did not get ready")
+    yield url
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_live_server_concurrent_clients(live_server, pipeline):
+    user = str(pipeline.data.user_ids[1])
+
+    def call(i: int) -> int:
+        with httpx.Client(base_url=live_server, timeout=30) as c:
+            if i % 3 == 0:
+                return c.post("/v1/rerank", json=COHERE_BODY).status_code
+            if i % 3 == 1:
+                return c.post("/v1/recommend", json={"user_id": user, "k": 5}).status_code
+            return c.post("/v1/feedback", json={"events": [{"user_id": user, "item_id": "P01", "event": "click",
+                                                           "id": f"live-{i}"}]}).status_code
+
+    with ThreadPoolExecutor(16) as pool:
+        codes = list(pool.map(call, range(48)))
+    assert codes == [200] * 48
+    assert_field(httpx.post(live_server + "/v1/rerank", json={"documents": ["a", {"id": []}]}), 422, "documents[1].id")
+
+
+def test_feedback_survives_kill_9(tmp_path):
+    """Every acknowledged event is in the store after `kill -9` and a restart."""
+    cfg = tmp_path / "serve.yaml"
+    cfg.write_text(f"rerankers: {{pointwise: {{ranker: {{type: llm-pointwise}}}}}}\nwarm_up: false\n"
+                   f"api_key_env: null\nfeedback_db: {tmp_path / 'fb.sqlite3'}\n")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "reranker.cli", "serve", "--config", str(cfg), "--port", str(port)]
+
+    def start() -> subprocess.Popen:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if httpx.get(url + "/readyz").status_code == 200:
+                    return proc
+            except httpx.TransportError:
+                time.sleep(0.1)
+        proc.kill()
+        raise AssertionError("the server did not start")
+
+    proc = start()
+    acked: list[str] = []
+    stop = threading.Event()
+
+    def post() -> None:
+        with httpx.Client(base_url=url, timeout=5) as c:
+            n = 0
+            while not stop.is_set():
+                ids = [f"k{n}-{j}" for j in range(5)]
+                n += 1
+                try:
+                    r = c.post("/v1/feedback", json={"events": [
+                        {"user_id": "u", "item_id": "i", "event": "view", "id": x} for x in ids]})
+                except httpx.TransportError:
+                    return
+                if r.status_code == 200:
+                    acked.extend(ids)
+
+    t = threading.Thread(target=post)
+    t.start()
+    time.sleep(1.5)
+    proc.kill()  # SIGKILL while the client is posting
+    proc.wait(10)
+    stop.set()
+    t.join(10)
+    assert len(acked) > 10
+    proc = start()
+    try:
+        store = FeedbackStore(tmp_path / "fb.sqlite3")
+        assert set(acked) <= store.ids()
+        store.close()
+        r = httpx.post(url + "/v1/feedback", json={"events": [{"user_id": "u", "item_id": "i", "event": "view",
+                                                              "id": acked[0]}]})
+        assert r.json() == {"accepted": 0, "duplicates": 1}
+    finally:
+        proc.kill()
+        proc.wait(10)
