@@ -424,3 +424,56 @@ def test_feedback_survives_kill_9(tmp_path):
     finally:
         proc.kill()
         proc.wait(10)
+
+
+# ------------------------------------------------------------------ feedback into the model
+def test_refresh_under_concurrent_load(tmp_path, pipeline, monkeypatch):
+    """Feedback events change what a user is recommended after a refresh; requests made while
+    refreshes run all succeed (served by the old model, then the new one)."""
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    app = create_app(make_config(tmp_path, refresh={"every_events": 40}), backend=FakeLLM([], default="1"),
+                     pipeline=pipeline, load_in_background=False)
+    data = pipeline.data
+    newcomer = "NEW-USER"
+    with TestClient(app, raise_server_exceptions=False) as c:
+        assert c.post("/v1/recommend", json={"user_id": newcomer, "k": 5}).json()["path"] == "popular"
+        seen = list(data.item_ids[:3])
+        events = [{"user_id": newcomer, "item_id": i, "event": "purchase", "id": f"n-{i}"} for i in seen]
+        events.append({"user_id": newcomer, "item_id": "not-in-catalog", "event": "click"})
+        assert c.post("/v1/feedback", json={"events": events}).json()["accepted"] == 4
+        r = c.post("/v1/admin/refresh", params={"wait": "true"})
+        assert r.status_code == 202 and r.json() == {"version": 1, "events": 3}
+        after = c.post("/v1/recommend", json={"user_id": newcomer, "k": 5}).json()
+        assert after["path"] == "personal" and not set(seen) & {x["item_id"] for x in after["results"]}
+        assert pipeline.data is data  # the served objects are replaced, never edited
+
+        stop = threading.Event()
+        codes: list[int] = []
+        users = [str(u) for u in data.user_ids[:20]]
+
+        def load() -> None:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                codes.append(c.post("/v1/recommend", json={"user_id": users[n % 20], "k": 5}).status_code)
+                codes.append(c.post("/v1/rerank", json={"documents": ["a", "b"], "history": seen[:1]}).status_code)
+
+        threads = [threading.Thread(target=load) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for b in range(6):  # 240 events: every_events=40 starts background refreshes
+            batch = [{"user_id": users[(b * 40 + j) % 20], "item_id": str(data.item_ids[j % 80]), "event": "click"}
+                     for j in range(40)]
+            assert c.post("/v1/feedback", json={"events": batch}).status_code == 200
+            c.post("/v1/admin/refresh")
+            time.sleep(0.1)
+        deadline = time.time() + 20
+        while app.state.service.version < 3 and time.time() < deadline:
+            time.sleep(0.1)
+        stop.set()
+        for t in threads:
+            t.join(20)
+        assert app.state.service.version >= 3
+        assert codes and set(codes) == {200}, sorted(set(codes))
+        assert c.get("/readyz").json()["version"] == app.state.service.version
+        assert "reranker_refresh_total" in c.get("/metrics").text

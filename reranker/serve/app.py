@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import os
@@ -155,6 +156,17 @@ def create_app(config: ServeConfig, *, backend: Any = None, pipeline: Any = None
     async def feedback(req: FeedbackRequest) -> FeedbackResponse:
         return await service.feedback(req)
 
+    @app.post("/v1/admin/refresh", status_code=202, responses=_ERRORS, dependencies=auth)
+    async def refresh(wait: bool = False) -> dict[str, Any]:
+        """Refit stage 1 and popularity with the stored feedback and swap the model; in the
+        background (202), or before answering with `?wait=true`."""
+        service._check_ready()
+        if wait:
+            return await asyncio.to_thread(service.refresh)
+        if service.pipeline is None:
+            raise ServiceError(503, "pipeline", "no pipeline is served", "not_configured")
+        return {"started": service.start_refresh(), "version": service.version}
+
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -163,7 +175,7 @@ def create_app(config: ServeConfig, *, backend: Any = None, pipeline: Any = None
     async def readyz() -> Response:
         if service.ready.is_set():
             return JSONResponse({"status": "ready", "modes": list(service.rerankers),
-                                 "pipeline": service.pipeline is not None})
+                                 "pipeline": service.pipeline is not None, "version": service.version})
         if service.load_error:
             return _error(503, "load_failed", None, service.load_error)
         return _error(503, "not_ready", None, "loading the models")

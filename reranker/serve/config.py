@@ -56,6 +56,18 @@ def _default_rerankers() -> dict[Mode, RerankerConfig]:
     return {"pointwise": RerankerConfig()}
 
 
+class RefreshConfig(BaseConfig):
+    """Feedback into the model: refit stage 1 and popularity on the fit data plus the stored
+    events, in the background, then swap the model (also on `POST /v1/admin/refresh`)."""
+
+    every_events: int | None = Field(None, ge=1)
+    """Refresh after this many new events (None: not on a count)."""
+    every_seconds: float | None = Field(None, ge=1)
+    """Refresh this often when new events came in (None: not on a timer)."""
+    events: tuple[Literal["view", "click", "purchase", "rating"], ...] = ("click", "purchase", "rating")
+    """The event kinds that count as interactions."""
+
+
 class ServeConfig(BaseConfig):
     """`reranker serve --config configs/serve.yaml`."""
 
@@ -79,6 +91,7 @@ class ServeConfig(BaseConfig):
     warm_up: bool = True
     """Load the models at start (then /readyz says ready); false: on the first request."""
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    refresh: RefreshConfig = Field(default_factory=RefreshConfig)
 
     @model_validator(mode="after")
     def _some_mode(self) -> ServeConfig:
@@ -94,4 +107,4 @@ class ServeConfig(BaseConfig):
         return next(iter(self.rerankers))
 
 
-__all__ = ["LOOPBACK_HOSTS", "LimitsConfig", "PipelineSource", "ServeConfig", "SyntheticData"]
+__all__ = ["LOOPBACK_HOSTS", "LimitsConfig", "PipelineSource", "RefreshConfig", "ServeConfig", "SyntheticData"]

@@ -63,6 +63,12 @@ class FeedbackStore:
         with self._lock:
             return {r[0] for r in self._db.execute("SELECT id FROM events WHERE id IS NOT NULL")}
 
+    def events(self) -> list[dict[str, Any]]:
+        """Every stored event, oldest first."""
+        with self._lock:
+            cur = self._db.execute("SELECT user_id, item_id, event, value, timestamp FROM events ORDER BY seq")
+            return [dict(zip(("user_id", "item_id", "event", "value", "timestamp"), r, strict=True)) for r in cur]
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

@@ -18,6 +18,7 @@ class Metrics:
         self.counts: dict[str, int] = defaultdict(int)
         self.tokens: dict[str, int] = defaultdict(int)
         self.degraded: dict[str, int] = defaultdict(int)
+        self.refreshes = 0
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         with self._lock:
@@ -36,6 +37,10 @@ class Metrics:
     def add_degraded(self, route: str) -> None:
         with self._lock:
             self.degraded[route] += 1
+
+    def add_refresh(self) -> None:
+        with self._lock:
+            self.refreshes += 1
 
     def render(self) -> str:
         out: list[str] = []
@@ -65,6 +70,8 @@ class Metrics:
                     "# TYPE reranker_degraded_total counter"]
             for r in ("/v1/rerank", "/v1/recommend"):
                 out.append(f'reranker_degraded_total{{route="{r}"}} {self.degraded[r]}')
+            out += ["# HELP reranker_refresh_total Model swaps after a feedback refresh.",
+                    "# TYPE reranker_refresh_total counter", f"reranker_refresh_total {self.refreshes}"]
         return "\n".join(out) + "\n"
 
 

@@ -96,6 +96,14 @@ class Service:
         self.store = FeedbackStore(config.feedback_db)
         self.ready = threading.Event()
         self.load_error: str | None = None
+        self.base_data: Any = None
+        """The data the served pipeline was fitted on (refreshes add the feedback to it)."""
+        self.version = 0
+        """How many times the model was swapped by a refresh."""
+        self._refresh_lock = threading.Lock()
+        self._refreshing = False
+        self._new_events = 0
+        self._stop = threading.Event()
 
     # ------------------------------------------------------------------ start-up
     def load(self) -> None:
@@ -106,18 +114,22 @@ class Service:
 
                 self.pipeline = load_pipeline(self.config.pipeline, backend=self._backend)
             catalog = self.pipeline.data if self.pipeline is not None else None
+            self.base_data = catalog
             for mode, rc in self.config.rerankers.items():
                 rr = Reranker(mode=mode, config=rc, catalog=catalog, backend=self._backend)
                 if self.config.warm_up:
                     rr.rerank([{"id": "warm-h", "title": "warm up"}], [{"id": "warm-c", "title": "ready"}])
                 self.rerankers[mode] = rr
             self.ready.set()
+            if self.config.refresh.every_seconds is not None and self.pipeline is not None:
+                threading.Thread(target=self._timer, name="reranker-refresh-timer", daemon=True).start()
             log.info("ready: modes %s, pipeline %s", list(self.rerankers), self.pipeline is not None)
         except Exception as e:  # a start-up failure is reported by /readyz and the log
             self.load_error = f"{type(e).__name__}: {e}"
             log.exception("start-up failed")
 
     def close(self) -> None:
+        self._stop.set()
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.store.close()
 
@@ -261,7 +273,54 @@ class Service:
                                f"{lim.max_feedback_events} per request (limits.max_feedback_events)")
         rows = [e.model_dump() for e in req.events]
         stored, dup = await asyncio.to_thread(self.store.add, rows)
+        every = self.config.refresh.every_events
+        with self._refresh_lock:
+            self._new_events += stored
+            due = every is not None and self._new_events >= every
+        if due and self.pipeline is not None:
+            self.start_refresh()
         return FeedbackResponse(accepted=stored, duplicates=dup)
+
+    # ------------------------------------------------------------------ refresh
+    def start_refresh(self) -> bool:
+        """Refresh in a background thread; False when one is already running."""
+        with self._refresh_lock:
+            if self._refreshing:
+                return False
+            self._refreshing = True
+        threading.Thread(target=self._refresh_guarded, name="reranker-refresh", daemon=True).start()
+        return True
+
+    def refresh(self) -> dict[str, Any]:
+        """Refit stage 1 and popularity on the fit data plus every stored event, then swap the
+        served pipeline (one reference assignment: a request holds the one it started with)."""
+        from .refresh import refit_stage1
+
+        if self.pipeline is None or self.base_data is None:
+            raise ServiceError(503, "pipeline", "no pipeline is served (set pipeline: in the service config)",
+                               "not_configured")
+        with self._refresh_lock:
+            self._new_events = 0
+        new, used = refit_stage1(self.pipeline, self.base_data, self.store.events(), self.config.refresh.events)
+        self.pipeline = new
+        self.version += 1
+        self.metrics.add_refresh()
+        return {"version": self.version, "events": used}
+
+    def _refresh_guarded(self) -> None:
+        try:
+            self.refresh()
+        except Exception:
+            log.exception("refresh failed; the old model keeps serving")
+        finally:
+            with self._refresh_lock:
+                self._refreshing = False
+
+    def _timer(self) -> None:
+        every = float(self.config.refresh.every_seconds or 0)
+        while not self._stop.wait(every):
+            if self._new_events:
+                self.start_refresh()
 
 
 def _drop_result(fut: Any) -> None:
