@@ -162,6 +162,14 @@ def test_not_json_and_huge_bodies(client):
     r = client.post("/v1/rerank", content=b'{"documents": [{"id": "a", "score": Infinity}]}',
                     headers={"content-type": "application/json"})
     assert_field(r, 422, "documents[0].score")
+    def chunks():
+        yield b'{"documents": ["a"]}'
+
+    assert_field(client.post("/v1/rerank", content=chunks(), headers={"content-type": "application/json"}),
+                 411, "Content-Length")
+    body = assert_field(client.post("/v1/rerank", json={"documents": [{"id": "a"}, {"id": 7}, {"id": "7"}]}),
+                        422, "documents[2]")
+    assert body["error"]["message"] == "documents[2]: duplicate id '7' (also at documents[1])"
     big = json.dumps({"documents": ["x" * 1000] * 300})
     assert_field(client.post("/v1/rerank", content=big, headers={"content-type": "application/json"}), 413, "body")
 
@@ -441,6 +449,8 @@ def test_refresh_under_concurrent_load(tmp_path, pipeline, monkeypatch):
         events = [{"user_id": newcomer, "item_id": i, "event": "purchase", "id": f"n-{i}"} for i in seen]
         events.append({"user_id": newcomer, "item_id": "not-in-catalog", "event": "click"})
         assert c.post("/v1/feedback", json={"events": events}).json()["accepted"] == 4
+        r = c.post("/v1/admin/refresh", params={"wait": "true"}, headers={"content-length": ""})
+        assert r.status_code == 411  # a malformed length
         r = c.post("/v1/admin/refresh", params={"wait": "true"})
         assert r.status_code == 202 and r.json() == {"version": 1, "events": 3}
         after = c.post("/v1/recommend", json={"user_id": newcomer, "k": 5}).json()

@@ -129,9 +129,11 @@ def create_app(config: ServeConfig, *, backend: Any = None, pipeline: Any = None
         if request.method in ("POST", "PUT", "PATCH"):
             length = request.headers.get("content-length")
             limit = config.limits.max_body_bytes
-            if length is None or not length.isdigit():
-                response = _error(411, "length_required", "Content-Length", "Content-Length: required")
-            elif int(length) > limit:
+            chunked = "transfer-encoding" in request.headers
+            if (length is None and chunked) or (length is not None and not length.isdigit()):
+                response = _error(411, "length_required", "Content-Length",
+                                  "Content-Length: a body needs a valid Content-Length (chunked bodies are refused)")
+            elif length is not None and int(length) > limit:
                 response = _error(413, "body_too_large", "body",
                                   f"body: {int(length):,} bytes; at most {limit:,} (limits.max_body_bytes)")
             else:

@@ -60,7 +60,7 @@ def library_error(e: RerankerError) -> ServiceError:
     if m:
         name = "documents" if m.group(1) == "candidates" else "history"
         field = f"{name}[{m.group(2)}]"
-        return ServiceError(422, field, field + msg[m.end():])
+        return ServiceError(422, field, field + re.sub(r"\bcandidates\[", "documents[", msg[m.end():]))
     head = msg.split(":", 1)[0]
     named: str | None = head if re.fullmatch(r"[A-Za-z_][\w.\[\]]*", head) else None
     return ServiceError(422, named, msg)
