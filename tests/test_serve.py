@@ -487,3 +487,50 @@ def test_refresh_under_concurrent_load(tmp_path, pipeline, monkeypatch):
         assert codes and set(codes) == {200}, sorted(set(codes))
         assert c.get("/readyz").json()["version"] == app.state.service.version
         assert "reranker_refresh_total" in c.get("/metrics").text
+
+
+@pytest.mark.slow
+def test_committed_config_is_ready_within_a_minute(tmp_path):
+    """`reranker serve --config configs/serve.yaml` (SmolLM2 warmed up, the ItemCF pipeline
+    fitted on the demo world) answers /readyz within 60 s and ranks a Cohere-style body."""
+    config = Path(__file__).resolve().parents[1] / "configs" / "serve.yaml"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if k != "RERANKER_API_KEY"}
+    env["HF_HUB_OFFLINE"] = "1"
+    proc = subprocess.Popen([sys.executable, "-m", "reranker.cli", "serve", "--config", str(config),
+                             "--port", str(port)], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        t0 = time.time()
+        while time.time() - t0 < 60:
+            try:
+                if httpx.get(url + "/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        else:
+            raise AssertionError("not ready within 60 s")
+        r = httpx.post(url + "/v1/rerank", json=COHERE_BODY, timeout=60)
+        assert r.status_code == 200 and len(r.json()["results"]) == 2
+        r = httpx.post(url + "/v1/recommend", json={"user_id": "U001", "k": 3}, timeout=60)
+        assert r.status_code == 200 and r.json()["path"] == "personal"
+        assert (tmp_path / "runs" / "serve" / "feedback.sqlite3").exists()
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def test_refresh_on_a_timer(tmp_path, pipeline, monkeypatch):
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    app = create_app(make_config(tmp_path, refresh={"every_seconds": 1}), backend=FakeLLM([], default="1"),
+                     pipeline=pipeline, load_in_background=False)
+    with TestClient(app) as c:
+        time.sleep(1.3)
+        assert app.state.service.version == 0  # no new events: no refresh
+        c.post("/v1/feedback", json={"events": [{"user_id": "T", "item_id": "P01", "event": "click"}]})
+        deadline = time.time() + 10
+        while app.state.service.version == 0 and time.time() < deadline:
+            time.sleep(0.1)
+        assert app.state.service.version == 1
