@@ -13,6 +13,7 @@ from typing import Any, Literal, NoReturn
 
 import click
 
+from .cli_data import LOAD_FORMATS, fetch_cmd, list_cmd, load_with_options, source_options
 from .errors import RerankerError
 from .types import SupportsItem, SupportsToList
 
@@ -89,20 +90,25 @@ FORMATS = ["csv", "parquet", "jsonl", "movielens", "recbole", "amazon2023"]  # =
 
 @main.group(cls=_Group)
 def data() -> None:
-    """Inspect and generate datasets."""
+    """Fetch, inspect and generate datasets."""
+
+
+data.add_command(fetch_cmd)
+data.add_command(list_cmd)
 
 
 @data.command("describe")
 @click.argument("path", type=click.Path())
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="csv", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(LOAD_FORMATS), default="auto", show_default=True,
+              help="auto: the format `data fetch` recorded, else told from the file names.")
+@source_options
 @click.option("--on-unknown-item", type=click.Choice(["error", "drop"]), default="error", show_default=True,
               help="Interactions whose item has no catalog row: fail, or drop and count them.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def data_describe(path: str, fmt: str, on_unknown_item: Literal["error", "drop"], as_json: bool) -> None:
+def data_describe(path: str, fmt: str, on_unknown_item: Literal["error", "drop"], as_json: bool,
+                  **source: Any) -> None:
     """Users, items, interactions, density, rating scale and time span of a dataset."""
-    from .data.loaders import load
-
-    stats = load(path, format=fmt, on_unknown_item=on_unknown_item).describe()
+    stats = load_with_options(path, fmt, on_unknown_item=on_unknown_item, **source).describe()
     if as_json:
         emit_json(stats)
         return

@@ -28,6 +28,7 @@ from .validate import (
     LoadReport,
     OnUnknownItem,
     Source,
+    _check_columns,
     _clean_ids,
     _missing,
     validate_interactions,
@@ -75,7 +76,9 @@ class Dataset:
         self.tie_order: TieOrder = tie_order or TieOrder()
         self.report = report or LoadReport()
         if validate:
-            if items is None:
+            if items is None:  # the catalog is the interactions' item ids: check their columns first
+                _check_columns(interactions, ("user_id", "item_id"),
+                               interactions_source or Source(first_line=None), "interactions")
                 ids: np.ndarray | ExtensionArray | list[str] = pd.unique(_clean_ids(interactions["item_id"], interactions_source or Source(first_line=None), "item_id", "interactions")) if "item_id" in interactions.columns else []
                 items = pd.DataFrame({"item_id": ids})
             self.items = validate_items(items, items_source)

@@ -26,6 +26,7 @@ import pandas as pd
 
 from ..errors import DataError
 from .dataset import Dataset, LoadReport, OnUnknownItem, Source
+from .movielens import detect_format, load_movielens_files, movielens_layout
 from .readers import (
     _CATEGORY_ALIASES,
     _GENERIC_EXT,
@@ -43,7 +44,7 @@ from .strict import check_rating_range, check_timestamps, read_delimited
 
 log = logging.getLogger(__name__)
 
-Format = Literal["csv", "parquet", "jsonl", "movielens", "recbole", "amazon2023"]
+Format = Literal["csv", "parquet", "jsonl", "movielens", "recbole", "amazon2023", "auto"]
 FORMATS: tuple[str, ...] = ("csv", "parquet", "jsonl", "movielens", "recbole", "amazon2023")
 
 
@@ -56,25 +57,30 @@ def load(
     item_columns: Mapping[str, str] | None = None,
     on_unknown_item: OnUnknownItem = "error",
     name: str | None = None,
+    sep: str | None = None,
 ) -> Dataset:
     """Load a dataset.
 
     Args:
         path: a folder, or for csv/parquet/jsonl/amazon2023 the interactions (reviews) file.
-        format: one of ``csv, parquet, jsonl, movielens, recbole, amazon2023``.
+        format: one of ``csv, parquet, jsonl, movielens, recbole, amazon2023``, or ``auto``
+            (the format `reranker data fetch` recorded, else told from the file names).
         items: the catalog file (csv/parquet/jsonl/amazon2023 meta) when `path` is a file.
         columns: mapping canonical -> source column for interactions, e.g. ``{"user_id": "uid"}``.
         item_columns: the same for the catalog.
         on_unknown_item: ``"error"`` (default) or ``"drop"`` (drop and count interactions whose
             item has no catalog row; the count is in ``Dataset.report``).
+        sep: the field separator of csv files (default ``,``; ``.tsv``: tab).
     """
     p = Path(path)
     if not p.exists():
         raise DataError("no such file or folder", path=str(p))
+    if format == "auto":  # reranker-dataset.json of a fetched folder, else the file names
+        format = detect_format(p)
     with reading(p):  # OS / decoding errors the readers did not locate: name the file
         if format in ("csv", "parquet", "jsonl"):
             return load_table(p, format, items=items, columns=columns, item_columns=item_columns,
-                              on_unknown_item=on_unknown_item, name=name)
+                              on_unknown_item=on_unknown_item, name=name, sep=sep)
         if format == "movielens":
             return load_movielens(p, on_unknown_item=on_unknown_item, name=name)
         if format == "recbole":
@@ -94,6 +100,7 @@ def load_table(
     item_columns: Mapping[str, str] | None = None,
     on_unknown_item: OnUnknownItem = "error",
     name: str | None = None,
+    sep: str | None = None,
 ) -> Dataset:
     """Generic CSV / Parquet / JSONL: a folder holding ``interactions.<ext>`` (+ optional
     ``items.<ext>``), or an interactions file plus an optional `items` file."""
@@ -107,13 +114,16 @@ def load_table(
     else:
         inter_path = path
         items_path = Path(items) if items is not None else None
-    inter, isrc = _read_table(inter_path, fmt)
+    if items_path is None:
+        log.warning("%s: no catalogue (items file) given or found: titles will be the item ids; "
+                    "pass items= (CLI --items, config data.items)", path)
+    inter, isrc = _read_table(inter_path, fmt, sep=sep)
     inter = _rename(inter, columns, isrc)
     item_df, tsrc = None, None
     if items_path is not None:
         if not items_path.is_file():
             raise DataError("no such file", path=str(items_path))
-        item_df, tsrc = _read_table(items_path, fmt)
+        item_df, tsrc = _read_table(items_path, fmt, sep=sep)
         item_df = _rename(item_df, item_columns, tsrc)
         for target, aliases in (("title", _TITLE_ALIASES), ("category", _CATEGORY_ALIASES), ("text", _TEXT_ALIASES)):
             item_df = _alias(item_df, target, aliases)
@@ -137,7 +147,13 @@ ML_GENRES = (
 
 def load_movielens(path: Path, *, on_unknown_item: OnUnknownItem = "error", name: str | None = None) -> Dataset:
     """MovieLens 100K raw files: ``u.data`` (tab: user, item, rating, timestamp) and ``u.item``
-    (pipe-separated, latin-1: id|title|release date|video date|url|19 genre flags)."""
+    (pipe-separated, latin-1: id|title|release date|video date|url|19 genre flags); a folder
+    (or rating file) of the later layouts, ``ratings.dat`` (1M, 10M) or ``ratings.csv``
+    (latest, 20M, 25M, 32M), is read by `reranker.data.movielens`."""
+    layout = movielens_layout(path)
+    if layout in ("dat", "csv"):
+        folder = path if path.is_dir() else path.parent
+        return load_movielens_files(folder, layout, on_unknown_item=on_unknown_item, name=name)
     data_path = path / "u.data" if path.is_dir() else path
     item_path = data_path.parent / "u.item"
     for f in (data_path, item_path):

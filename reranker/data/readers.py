@@ -96,11 +96,12 @@ def _find(folder: Path, stem: str, fmt: str) -> Path | None:
 
 
 @_reads
-def _read_table(path: Path, fmt: str) -> tuple[pd.DataFrame, Source]:
+def _read_table(path: Path, fmt: str, sep: str | None = None) -> tuple[pd.DataFrame, Source]:
     if path.stat().st_size == 0:
         raise DataError("file is empty", path=str(path))
     if fmt == "csv":
-        sep = "\t" if path.suffix == ".tsv" else ","
+        if sep is None:
+            sep = "\t" if path.suffix == ".tsv" else ","
         # the header is checked for duplicates, every row for extra fields (strict.py)
         df = read_delimited(path, sep=sep, what="CSV")
         return _restore_numbers(df), Source(str(path), first_line=2)
@@ -162,8 +163,12 @@ def _rename(df: pd.DataFrame, mapping: Mapping[str, str] | None, src: Source) ->
         return df
     missing = [v for v in mapping.values() if v not in df.columns]
     if missing:
+        from .validate import suggest_column
+
+        close = suggest_column(missing[0], [str(c) for c in df.columns])
+        hint = f" (did you mean {close!r}?)" if close else ""
         raise DataError(
-            f"column mapping names column(s) {missing} not in the file; found {list(df.columns)}",
+            f"column mapping names column(s) {missing} not in the file{hint}; found {list(df.columns)}",
             path=src.path,
             column=missing[0],
         )

@@ -64,13 +64,29 @@ def _error(msg: str, src: Source, pos: int | None, column: str | None) -> DataEr
     return DataError(msg, path=src.path, column=column, **where)
 
 
+def suggest_column(col: str, have: list[str]) -> str | None:
+    """The header name closest to `col` (``userId`` for ``user_id``), or None."""
+    import difflib
+
+    squash = {h.lower().replace("_", "").replace(" ", ""): h for h in have}
+    hit = squash.get(col.lower().replace("_", ""))
+    if hit is not None:
+        return hit
+    close = difflib.get_close_matches(col, have, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
 def _check_columns(df: pd.DataFrame, required: tuple[str, ...], src: Source, what: str) -> None:
     if len(df.columns) == 0:
         raise DataError(f"{what}: file is empty", path=src.path)
     missing = [c for c in required if c not in df.columns]
     if missing:
+        have = [str(c) for c in df.columns]
+        close = suggest_column(missing[0], have)
+        hint = (f"; did you mean {close!r}? map it with --column {missing[0]}={close} "
+                f"(config: data.columns: {{{missing[0]}: {close}}})") if close else ""
         raise DataError(
-            f"{what}: missing required column(s) {missing}; found {list(df.columns)}",
+            f"{what}: missing required column(s) {missing}{hint}; found {have}",
             path=src.path,
             column=missing[0],
         )

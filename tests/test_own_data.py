@@ -1,0 +1,106 @@
+"""Own data: MovieLens ratings.csv / ratings.dat layouts, format auto-detection, column mappings,
+separators and item files from the CLI, and errors naming the file and the close column."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from reranker.cli import main
+from reranker.data import load
+from reranker.errors import DataError
+
+RATINGS_CSV = "userId,movieId,rating,timestamp\n" + "".join(
+    f"{u},{i},{0.5 + (u + i) % 10 / 2},{964980000 + 10 * u + i}\n" for u in range(1, 5) for i in (1, 2, 3, 5)
+)
+MOVIES_CSV = (
+    "movieId,title,genres\n"
+    '1,Toy Story (1995),Adventure|Animation|Children\n'
+    '2,"Jumanji, The (1995)",Adventure|Fantasy\n'
+    "3,Heat (1995),Action\n"
+    "5,Nothing (2000),(no genres listed)\n"
+)
+
+
+def _ml_csv(folder: Path) -> Path:
+    folder.mkdir()
+    (folder / "ratings.csv").write_text(RATINGS_CSV)
+    (folder / "movies.csv").write_text(MOVIES_CSV)
+    return folder
+
+
+def test_movielens_csv_layout(tmp_path: Path) -> None:
+    folder = _ml_csv(tmp_path / "ml-latest-small")
+    for path, fmt in ((folder, "movielens"), (folder, "auto"), (folder / "ratings.csv", "movielens")):
+        ds = load(path, format=fmt)
+        assert (ds.n_users, ds.n_items, ds.n_interactions) == (4, 4, 16)
+    items = ds.items.set_index("item_id")
+    assert items.loc["1", "category"] == "Adventure" and items.loc["1", "genres"] == "Adventure|Animation|Children"
+    assert items.loc["2", "title"] == "Jumanji, The (1995)"
+    assert items.loc["5", "category"] is None and items.loc["5", "genres"] == ""
+    assert list(ds.describe()["rating_scale"]) == [1.5, 5.0]
+
+
+def test_movielens_csv_misnamed_column(tmp_path: Path) -> None:
+    folder = _ml_csv(tmp_path / "ml")
+    (folder / "ratings.csv").write_text(RATINGS_CSV.replace("userId", "user"))
+    with pytest.raises(DataError, match=r"ratings.csv, line 1, column 'userId'.*did you mean 'user'"):
+        load(folder, format="movielens")
+
+
+def test_movielens_dat_layout(tmp_path: Path) -> None:
+    folder = tmp_path / "ml-1m"
+    folder.mkdir()
+    (folder / "ratings.dat").write_text("".join(f"{u}::{i}::{1 + (u * i) % 5}::{978300000 + i}\n"
+                                                for u in (1, 2, 3) for i in (10, 20, 30)))
+    (folder / "movies.dat").write_bytes("10::Am\xe9lie (2001)::Comedy|Romance\n20::Heat (1995)::Action\n"
+                                        "30::X (1999)::Drama\n".encode("latin-1"))
+    ds = load(folder, format="auto")
+    assert (ds.n_users, ds.n_items, ds.n_interactions) == (3, 3, 9)
+    assert ds.items.set_index("item_id").loc["10", "title"] == "Amélie (2001)"
+    (folder / "ratings.dat").write_text("1::10::5::978300000\n2::10::5\n")
+    with pytest.raises(DataError, match=r"ratings.dat, line 2: expected 4 '::'-separated fields"):
+        load(folder, format="movielens")
+
+
+def test_generic_csv_mapping_sep_items_from_the_cli(tmp_path: Path) -> None:
+    inter = tmp_path / "ratings.txt"
+    inter.write_text("User-ID;ISBN;Book-Rating\n" + "".join(f"u{u};b{i};{(u + i) % 10}\n"
+                                                            for u in range(3) for i in range(4)))
+    books = tmp_path / "books.txt"
+    books.write_text("ISBN;Book-Title;Genre\n" + "".join(f"b{i};Book {i};Fiction|Crime\n" for i in range(4)))
+    args = ["data", "describe", str(inter), "--format", "csv", "--sep", ";", "--items", str(books),
+            "--column", "user_id=User-ID", "--column", "item_id=ISBN", "--column", "rating=Book-Rating",
+            "--item-column", "item_id=ISBN", "--item-column", "title=Book-Title", "--json"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    stats = json.loads(r.output)
+    assert (stats["users"], stats["items"], stats["interactions"]) == (3, 4, 12)
+    assert stats["time_span"] is None
+
+
+def test_misnamed_column_names_file_and_close_match(tmp_path: Path) -> None:
+    inter = tmp_path / "interactions.csv"
+    inter.write_text("userId,movieId\n1,2\n")
+    r = CliRunner().invoke(main, ["data", "describe", str(inter)])
+    assert r.exit_code == 2
+    assert "interactions.csv" in r.output and "'user_id'" in r.output and "did you mean 'userId'" in r.output
+    assert "--column user_id=userId" in r.output
+    r = CliRunner().invoke(main, ["data", "describe", str(inter), "--column", "user_id=userID"])
+    assert r.exit_code == 2 and "did you mean 'userId'" in r.output
+    r = CliRunner().invoke(main, ["data", "describe", str(inter), "--column", "user_id"])
+    assert r.exit_code == 2 and "--column: expected CANONICAL=SOURCE" in r.output
+
+
+def test_auto_format_cannot_tell(tmp_path: Path) -> None:
+    (tmp_path / "stuff.bin").write_bytes(b"x")
+    with pytest.raises(DataError, match="cannot tell the format.*--format"):
+        load(tmp_path / "stuff.bin", format="auto")
+
+
+@pytest.mark.skipif(not Path("../shared/data/ml-100k").exists(), reason="needs ../shared/data/ml-100k")
+def test_auto_format_on_the_recbole_copy() -> None:
+    assert load("../shared/data/ml-100k", format="auto").n_interactions == 100_000
