@@ -281,3 +281,28 @@ def test_cli_fetch_errors_exit_2(server: _Server, monkeypatch: pytest.MonkeyPatc
     assert r.exit_code == 2 and "HTTP 404" in r.output
     r = CliRunner().invoke(main, ["data", "fetch", "ml-10k"])
     assert r.exit_code == 2 and "unknown data set" in r.output
+
+
+def test_config_names_a_data_set_and_fetches_it_on_first_use(server: _Server, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import yaml
+
+    from reranker.evaluation.experiment import load_experiment
+    from reranker.evaluation.runner import load_data
+
+    monkeypatch.setitem(DATASETS, "ml-tiny", _spec(server.url("/ml-tiny.zip")))
+    cfg = {"name": "n", "data": {"name": "ml-tiny"}, "protocol": {"regime": "b"},
+           "rankers": [{"name": "pop", "type": "pop"}]}
+    (tmp_path / "e.yaml").write_text(yaml.safe_dump(cfg))
+    loaded = load_experiment(tmp_path / "e.yaml")
+    ds = load_data(loaded)
+    assert ds.n_users == 5 and (data_home() / "ml-tiny" / MARKER).is_file()
+    gets = len(server.ranges)
+    assert load_data(loaded).n_users == 5 and len(server.ranges) == gets  # the cache, no download
+    assert load_data(loaded, data_path=data_home() / "ml-tiny").n_users == 5  # --data: format told from files
+    cfg["data"] = {"name": "ml-tiny", "path": "x"}
+    (tmp_path / "e.yaml").write_text(yaml.safe_dump(cfg))
+    from reranker.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="exactly one of data.path, data.name or data.synthetic"):
+        load_experiment(tmp_path / "e.yaml")

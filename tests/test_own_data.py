@@ -104,3 +104,27 @@ def test_auto_format_cannot_tell(tmp_path: Path) -> None:
 @pytest.mark.skipif(not Path("../shared/data/ml-100k").exists(), reason="needs ../shared/data/ml-100k")
 def test_auto_format_on_the_recbole_copy() -> None:
     assert load("../shared/data/ml-100k", format="auto").n_interactions == 100_000
+
+
+def test_config_data_block_takes_items_columns_and_sep(tmp_path: Path) -> None:
+    import yaml
+
+    from reranker.evaluation.experiment import load_experiment
+    from reranker.evaluation.runner import load_data
+
+    (tmp_path / "r.tsv").write_text("uid|iid|stars\n" + "".join(f"{u}|{i}|{1 + (u + i) % 5}\n"
+                                                                for u in range(4) for i in range(5)))
+    (tmp_path / "cat.tsv").write_text("iid|name\n" + "".join(f"{i}|Item {i}\n" for i in range(5)))
+    data = {"path": "r.tsv", "format": "csv", "items": "cat.tsv", "sep": "|",
+            "columns": {"user_id": "uid", "item_id": "iid", "rating": "stars"},
+            "item_columns": {"item_id": "iid", "title": "name"}}
+    cfg = {"name": "own", "data": data, "protocol": {"regime": "b"}, "rankers": [{"name": "pop", "type": "pop"}]}
+    (tmp_path / "e.yaml").write_text(yaml.safe_dump(cfg))
+    ds = load_data(load_experiment(tmp_path / "e.yaml"))
+    assert (ds.n_users, ds.n_items) == (4, 5) and ds.items.set_index("item_id").loc["3", "title"] == "Item 3"
+    data["items"] = "nope.tsv"
+    (tmp_path / "e.yaml").write_text(yaml.safe_dump(cfg))
+    from reranker.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="data.items: 'nope.tsv' not found"):
+        load_data(load_experiment(tmp_path / "e.yaml"))

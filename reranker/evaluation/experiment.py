@@ -262,7 +262,7 @@ class LoadedExperiment:
     source: Path | None
     base_dirs: list[Path]
 
-    def resolve(self, path: str, must_exist: bool = False) -> Path:
+    def resolve(self, path: str, must_exist: bool = False, what: str = "data.path") -> Path:
         """Resolve a relative path against the config folder, the repo root, then the CWD."""
         p = Path(path).expanduser()
         if p.is_absolute():
@@ -273,7 +273,7 @@ class LoadedExperiment:
                 return cand
         if must_exist:
             tried = ", ".join(str((b / p).resolve()) for b in self.base_dirs)
-            raise ConfigError(f"data.path: {path!r} not found (tried {tried})")
+            raise ConfigError(f"{what}: {path!r} not found (tried {tried})")
         return (self.base_dirs[0] / p).resolve() if self.base_dirs else p.resolve()
 
     def output_base(self) -> Path:

@@ -63,7 +63,17 @@ def load_data(loaded: LoadedExperiment, data_path: str | Path | None = None) -> 
         path = Path(data_path).expanduser() if data_path is not None else loaded.resolve(spec.path or "", must_exist=True)
         if not path.exists():
             raise DataError("no such file or folder", path=str(path))
-        return load(path, format=spec.format)
+        items = str(loaded.resolve(spec.items, must_exist=True, what="data.items")) if spec.items is not None else None
+        # --data over a config naming a data set: the format is told from the files
+        fmt = "auto" if spec.name is not None and "format" not in spec.model_fields_set else spec.format
+        return load(path, format=fmt, items=items, columns=spec.columns,
+                    item_columns=spec.item_columns, sep=spec.sep)
+    if spec.name is not None:  # a data set `reranker data fetch` knows: the cache, fetched on first use
+        from ..data.fetch import data_path as fetched_path
+        from ..data.loaders import load
+
+        folder, fetched_format = fetched_path(spec.name)
+        return load(folder, format=spec.format if "format" in spec.model_fields_set else fetched_format)
     assert spec.synthetic is not None
     try:
         from ..data.synthetic import generate_world

@@ -36,17 +36,28 @@ class SyntheticSpec(BaseConfig):
 
 
 class DataSpec(BaseConfig):
-    """Where the interactions come from: a path + format, or a generated world."""
+    """Where the interactions come from: a path + format, a data set name that
+    `reranker data fetch` knows (fetched into the cache on first use), or a generated world.
+
+    Own data: ``items`` (the catalog file when ``path`` is a file), ``columns`` /
+    ``item_columns`` (canonical -> source column, e.g. ``{user_id: userId}``) and ``sep`` (the
+    CSV field separator). ``format`` defaults to ``recbole`` for a path (as before) and to the
+    data set's own format for a name."""
 
     path: str | None = None
-    format: Literal["csv", "parquet", "jsonl", "movielens", "recbole", "amazon2023"] = "recbole"
+    name: str | None = None
+    format: Literal["csv", "parquet", "jsonl", "movielens", "recbole", "amazon2023", "auto"] = "recbole"
+    items: str | None = None
+    columns: dict[str, str] | None = None
+    item_columns: dict[str, str] | None = None
+    sep: str | None = None
     synthetic: SyntheticSpec | None = None
     min_interactions: int = Field(3, ge=3)
 
     @model_validator(mode="after")
     def _one_source(self) -> DataSpec:
-        if (self.path is None) == (self.synthetic is None):
-            raise ValueError("give exactly one of data.path or data.synthetic")
+        if sum(x is not None for x in (self.path, self.name, self.synthetic)) != 1:
+            raise ValueError("give exactly one of data.path, data.name or data.synthetic")
         return self
 
 
