@@ -128,3 +128,55 @@ def test_config_data_block_takes_items_columns_and_sep(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="data.items: 'nope.tsv' not found"):
         load_data(load_experiment(tmp_path / "e.yaml"))
+
+
+def _untimed(n_users: int = 30, n_items: int = 12):
+    import pandas as pd
+
+    from reranker.data import Dataset
+
+    rows = [(f"u{u:02d}", f"i{i:02d}") for u in range(n_users) for i in range(n_items) if (u * 7 + i * 3) % 4]
+    inter = pd.DataFrame(rows, columns=["user_id", "item_id"])  # sorted by item id within each user
+    return Dataset(inter, name="untimed")
+
+
+def test_without_timestamps_the_split_is_seeded_random_not_file_order() -> None:
+    from reranker.data import leave_one_out
+
+    ds = _untimed()
+    split = leave_one_out(ds)
+    assert split.order == "seeded random (no timestamps; seed 0)"
+    last = ds.interactions.groupby("user_id")["item_id"].max()
+    targets = split.targets("test")
+    assert sum(targets[u] == last[u] for u in targets) < len(targets) / 2  # not the file's last row
+    assert leave_one_out(ds).targets("test") == targets  # seeded: the same every time
+    other = leave_one_out(ds.with_tie_order("random", 1)).targets("test")
+    assert other != targets and leave_one_out(ds.with_tie_order("random", 1)).order.endswith("seed 1)")
+    # the histories end with the validation item, and one step back agrees with the targets
+    hist = split.histories("test", cap=None)
+    val = split.targets("validation")
+    assert all(hist[u].items[-1] == val[u] for u in split.users)
+    assert split.earlier().targets("test") == val
+
+
+def test_without_timestamps_time_features_are_off_and_the_report_says_so(tmp_path: Path) -> None:
+    import yaml
+
+    from reranker.evaluation.experiment import load_experiment
+    from reranker.evaluation.runner import RunOptions, run_experiment
+    from reranker.ranking.features import build_components
+
+    ds = _untimed(n_items=40)
+    assert "recency" not in build_components(ds, ds, recency_days=30.0, trend_days=7.0)
+    assert "trend" not in build_components(ds, ds, recency_days=30.0, trend_days=7.0)
+    cfg = {"name": "untimed", "data": {"synthetic": {"seed": 0}},
+           "protocol": {"regime": "b", "n_boot": 20, "n_negatives": 5, "position_bias": {"enabled": False}},
+           "rankers": [{"name": "pop", "type": "pop"}]}
+    (tmp_path / "e.yaml").write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "out"
+    run_experiment(load_experiment(tmp_path / "e.yaml"), RunOptions(dataset=ds, use_cache=False, progress=False,
+                                                                    out_dir=out))
+    res = json.loads((out / "results.json").read_text())
+    assert res["protocol"]["split"].startswith("seeded random leave-one-out (the data has no timestamps")
+    md = (out / "report.md").read_text()
+    assert "split: seeded random leave-one-out" in md and "Time-based features: off: no timestamps" in md

@@ -7,6 +7,10 @@
   stage and the sequences models fit on agree with the targets. Users with fewer than
   `min_interactions` (default 3) interactions are not evaluated: they are counted in
   `excluded_users` and, by default, their interactions stay in train (they still inform CF).
+  Data without timestamps has no order in time: the held-out items are then chosen by a seeded
+  random order per user (`random_order`, seed ``data.tie_order.seed``), never by the file
+  order (a file sorted by item id would make every test item the user's largest id);
+  ``LeaveOneOutSplit.order`` says which.
 - `random_split`: seeded random ratio split of interactions (rating prediction).
 - `cap_history`: the last N items of a history.
 """
@@ -23,6 +27,7 @@ import pandas as pd
 from ..errors import ConfigError
 from ..types import History
 from .dataset import Dataset, _history_from_rows
+from .ordering import tie_keys
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +48,9 @@ class LeaveOneOutSplit:
     test: pd.DataFrame
     excluded_users: int
     excluded_user_ids: list[str]
+    order: str = "chronological"
+    """How the held-out items were chosen: ``chronological``, or ``seeded random (no
+    timestamps; seed N)`` for data without timestamps."""
 
     @property
     def users(self) -> list[str]:
@@ -95,6 +103,7 @@ class LeaveOneOutSplit:
             test=keep(self.validation),
             excluded_users=len(excluded),
             excluded_user_ids=excluded,
+            order=self.order,
         )
 
 
@@ -102,12 +111,20 @@ def leave_one_out(
     data: Dataset, min_interactions: int = 3, keep_excluded_in_train: bool = True
 ) -> LeaveOneOutSplit:
     """Chronological leave-one-out split (see module docstring); ties in time follow
-    ``data.tie_order`` (set it with ``data.with_tie_order(ties, seed)``)."""
+    ``data.tie_order`` (set it with ``data.with_tie_order(ties, seed)``). Without timestamps,
+    a seeded random leave-one-out (``split.order`` says so)."""
     if min_interactions < 3:
         raise ConfigError(
             f"min_interactions: must be >= 3 (one train, one validation, one test item), got {min_interactions}"
         )
-    df = data.sorted_interactions()
+    if data.has_timestamps:
+        df = data.sorted_interactions()
+        order = "chronological"
+    else:  # no time: a seeded random order per user, never the file order (see module docstring)
+        df = random_order(data.interactions, data.tie_order.seed)
+        order = f"seeded random (no timestamps; seed {data.tie_order.seed})"
+        log.warning("leave_one_out: %s has no timestamps: the held-out items are chosen in a seeded random "
+                    "order per user (seed %d), not by time", data.name, data.tie_order.seed)
     counts = df.groupby("user_id", sort=False)["item_id"].transform("size").to_numpy()
     # position from the end within each user: 0 = last
     from_end = df.groupby("user_id", sort=False).cumcount(ascending=False).to_numpy()
@@ -127,7 +144,16 @@ def leave_one_out(
         test=df.loc[test_mask].sort_values("user_id").reset_index(drop=True),
         excluded_users=len(excluded),
         excluded_user_ids=excluded,
+        order=order,
     )
+
+
+def random_order(df: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """`df` sorted by user, then by a seeded hash of (user, item) (`ordering.tie_keys`): a
+    random order that is the same for any subset of the rows, so a split's train rows (and
+    train + validation) keep the order the targets were drawn in."""
+    keys = tie_keys(df["user_id"], df["item_id"], seed)
+    return df.assign(__order__=keys).sort_values(["user_id", "__order__"], kind="stable").drop(columns="__order__")
 
 
 def random_split(data: Dataset, test_ratio: float = 0.2, seed: int = 0) -> tuple[Dataset, pd.DataFrame]:

@@ -131,6 +131,8 @@ def _header_lines(res: Mapping[str, Any]) -> list[str]:
     regime = pr.get("regime")
     label = {"a": "Regime A (stage-1 top-n reranked)", "b": "Regime B (target + sampled negatives)", "rating": "Rating prediction"}.get(regime, str(regime))
     lines.append(f"- Protocol: {label}; split: {pr.get('split')}; stage: {pr.get('stage')}")
+    if pr.get("time_features"):
+        lines.append(f"- Time-based features: {pr['time_features']}")
     if regime != "rating":
         lines.append(f"- Ties in time (same user, same timestamp): {_tie_rule(pr)}")
         if any(e.get("type", "").startswith("llm-") or e.get("type") in ("fusion", "learned-fusion")

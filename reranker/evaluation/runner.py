@@ -171,6 +171,11 @@ class ExperimentRunner:
             data = data.with_tie_order(self.cfg.protocol.ties, self.cfg.protocol.tie_seed)
             desc = data.describe()
             self._top["data"] = {k: desc[k] for k in ("name", "users", "items", "interactions")}
+            if self.cfg.protocol.regime != "rating" and not data.has_timestamps:  # said so in the report
+                self._top["protocol"]["split"] = (f"seeded random leave-one-out (the data has no timestamps; "
+                                                  f"seed {data.tie_order.seed})")
+                self._top["protocol"]["time_features"] = ("off: no timestamps (learned heads drop the recency "
+                                                          "and trend features)")
             if self.cfg.protocol.regime == "rating":
                 rating_regime.run_rating(self.context, data, self.runs)
             else:

@@ -246,11 +246,14 @@ def build_components(
         out["usercf"] = UserCF(**dict(usercf)).fit(fit_data)
     if popularity:
         out["popularity"] = PopularityRetriever().fit(fit_data)
-    if recency_days:
+    timed = "timestamp" in fit_data.interactions.columns
+    if (recency_days or trend_days) and not timed:  # no time: off, not a stand-in (was log-popularity)
+        log.info("no timestamps in %s: the time-based features (recency, trend) are off", fit_data.name)
+    if recency_days and timed:
         out["recency"] = RecencySignal(fit_data, recency_days)
     if bert is not None:
         out["bert"] = bert
-    if trend_days:
+    if trend_days and timed:
         out["trend"] = PopularityTrend(fit_data, trend_days)
     for name, scorer in (extra or {}).items():
         if name in out or name in ("history_len", "llm"):
