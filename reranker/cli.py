@@ -85,7 +85,7 @@ def main(verbose: int) -> None:
 
 
 # ---------------------------------------------------------------------------- data
-FORMATS = ["csv", "parquet", "jsonl", "movielens", "recbole", "amazon2023"]  # = data.loaders.FORMATS
+FORMATS = ["csv", "parquet", "jsonl", "movielens", "recbole", "amazon2023"]  # = data.loaders.FORMATS (+ "auto": cli_data.LOAD_FORMATS)
 
 
 @main.group(cls=_Group)
@@ -157,7 +157,8 @@ _SIMILARITIES = ["cosine", "pearson", "adjusted_cosine"]
 
 @main.command("candidates")
 @click.option("--data", "data_path", required=True, type=click.Path(), help="Dataset path.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="csv", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(LOAD_FORMATS), default="auto", show_default=True)
+@source_options
 @click.option("--model", type=click.Choice(_RETRIEVAL_MODELS), default="itemcf", show_default=True)
 @click.option("--similarity", type=click.Choice(_SIMILARITIES), default=None, help="kNN similarity (default cosine).")
 @click.option("--k", type=click.IntRange(min=1), default=20, show_default=True, help="Neighbours.")
@@ -167,14 +168,13 @@ _SIMILARITIES = ["cosine", "pearson", "adjusted_cosine"]
 @click.option("--history", default=None, help="Ad-hoc history: comma-separated item ids (or id:rating).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def candidates_cmd(data_path: str, fmt: str, model: str, similarity: str | None, k: int, n: int,
-                   feedback: str, user: str | None, history: str | None, as_json: bool) -> None:
+                   feedback: str, user: str | None, history: str | None, as_json: bool, **source: Any) -> None:
     """Stage-1 candidates for a user (--user) or an ad-hoc history (--history)."""
-    from .data.loaders import load
     from .retrieval.commands import candidates
 
     if (user is None) == (history is None):
         fail("give exactly one of --user or --history")
-    ds = load(data_path, format=fmt)
+    ds = load_with_options(data_path, fmt, **source)
     out = candidates(ds, model, n, user=user, history=history.split(",") if history is not None else None,
                      similarity=similarity, k=k, feedback=feedback)
     if as_json:
@@ -186,7 +186,8 @@ def candidates_cmd(data_path: str, fmt: str, model: str, similarity: str | None,
 
 @main.command("predict")
 @click.option("--data", "data_path", required=True, type=click.Path(), help="Dataset path.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="csv", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(LOAD_FORMATS), default="auto", show_default=True)
+@source_options
 @click.option("--model", type=click.Choice(_RETRIEVAL_MODELS), default="usercf", show_default=True)
 @click.option("--similarity", type=click.Choice(_SIMILARITIES), default=None, help="kNN similarity (default cosine).")
 @click.option("--k", type=click.IntRange(min=1), default=20, show_default=True, help="Neighbours.")
@@ -194,12 +195,11 @@ def candidates_cmd(data_path: str, fmt: str, model: str, similarity: str | None,
 @click.option("--item", required=True, help="Item id.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def predict_cmd(data_path: str, fmt: str, model: str, similarity: str | None, k: int, user: str,
-                item: str, as_json: bool) -> None:
+                item: str, as_json: bool, **source: Any) -> None:
     """Predicted rating of an item for a user (kNN), with the fallback used."""
-    from .data.loaders import load
     from .retrieval.commands import predict
 
-    out = predict(load(data_path, format=fmt), model, user, item, similarity=similarity, k=k)
+    out = predict(load_with_options(data_path, fmt, **source), model, user, item, similarity=similarity, k=k)
     if as_json:
         emit_json(out)
         return

@@ -32,7 +32,11 @@ def _sep(value: str | None) -> str | None:
 
 
 def source_options(fn: F) -> F:
-    """``--items``, ``--column``, ``--item-column``, ``--sep`` (own data: see the README)."""
+    """``--items``, ``--column``, ``--item-column``, ``--sep``, ``--category-sep`` (own data:
+    see the README)."""
+    fn = click.option("--category-sep", default="|", show_default=True,
+                      help="Split a catalog category holding several values (A|B): first = category, "
+                           "all = genres; '' keeps values whole.")(fn)
     fn = click.option("--sep", default=None,
                       help="Field separator of CSV files (default ',' or tab for .tsv; 'tab' or '\\t' for tab).")(fn)
     fn = click.option("--item-column", "item_column", multiple=True, metavar="CANONICAL=SOURCE",
@@ -45,12 +49,13 @@ def source_options(fn: F) -> F:
 
 
 def load_with_options(path: str, fmt: str, *, items_path: str | None, column: Sequence[str],
-                      item_column: Sequence[str], sep: str | None, **kwargs: Any) -> Any:
+                      item_column: Sequence[str], sep: str | None, category_sep: str = "|", **kwargs: Any) -> Any:
     """`reranker.data.load` with the `source_options` values."""
     from .data.loaders import load
 
     return load(path, format=fmt, items=items_path, columns=parse_mapping(column, "--column"),
-                item_columns=parse_mapping(item_column, "--item-column"), sep=_sep(sep), **kwargs)
+                item_columns=parse_mapping(item_column, "--item-column"), sep=_sep(sep),
+                category_sep=category_sep or None, **kwargs)
 
 
 @click.command("fetch")

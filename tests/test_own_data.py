@@ -180,3 +180,25 @@ def test_without_timestamps_time_features_are_off_and_the_report_says_so(tmp_pat
     assert res["protocol"]["split"].startswith("seeded random leave-one-out (the data has no timestamps")
     md = (out / "report.md").read_text()
     assert "split: seeded random leave-one-out" in md and "Time-based features: off: no timestamps" in md
+
+
+def test_multi_valued_categories_are_lists(tmp_path: Path) -> None:
+    (tmp_path / "interactions.csv").write_text("user_id,item_id\n" + "".join(f"u{u},i{i}\n" for u in range(3)
+                                                                              for i in range(4)))
+    (tmp_path / "items.csv").write_text("item_id,title,genre\ni0,A,Animation|Children\ni1,B,Children\n"
+                                        "i2,C,Drama| Crime\ni3,D,\n")
+    ds = load(tmp_path, format="csv")
+    items = ds.items.set_index("item_id")
+    assert items.loc["i0", "category"] == "Animation" and items.loc["i0", "genres"] == "Animation|Children"
+    assert items.loc["i2", "genres"] == "Drama|Crime" and items.loc["i3", "category"] is None
+    assert ds.describe()["categories"] == 4  # Animation, Children, Drama, Crime (not 3 strings)
+    whole = load(tmp_path, format="csv", category_sep=None)
+    assert whole.items.set_index("item_id").loc["i0", "category"] == "Animation|Children"
+    r = CliRunner().invoke(main, ["data", "describe", str(tmp_path), "--category-sep", "", "--json"])
+    assert r.exit_code == 0 and json.loads(r.output)["categories"] == 3
+    js = tmp_path / "js"
+    js.mkdir()
+    (js / "interactions.jsonl").write_text('{"user_id": "u", "item_id": "i0"}\n')
+    (js / "items.jsonl").write_text('{"item_id": "i0", "title": "A", "categories": ["Books", "Crime"]}\n')
+    j = load(js, format="jsonl").items.iloc[0]
+    assert (j["category"], j["genres"]) == ("Books", "Books|Crime")

@@ -95,6 +95,14 @@ class Dataset:
             self.interactions = interactions
         self._item_index: pd.Index | None = None
 
+    def _n_categories(self) -> int:
+        """Distinct categories; with a ``genres`` column (``A|B`` lists) every listed value counts."""
+        cats = set(self.items["category"].dropna().astype(str))
+        if "genres" in self.items.columns:
+            for g in self.items["genres"].dropna().astype(str):
+                cats.update(x for x in g.split("|") if x)
+        return len(cats)
+
     # ------------------------------------------------------------------ basic facts
     @property
     def has_ratings(self) -> bool:
@@ -151,7 +159,7 @@ class Dataset:
             "rating_scale": None,
             "mean_rating": None,
             "time_span": None,
-            "categories": int(self.items["category"].dropna().nunique()),
+            "categories": self._n_categories(),
             "dropped_unknown_items": self.report.dropped_unknown_items,
         }
         if self.has_ratings:

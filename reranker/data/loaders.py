@@ -58,6 +58,7 @@ def load(
     on_unknown_item: OnUnknownItem = "error",
     name: str | None = None,
     sep: str | None = None,
+    category_sep: str | None = "|",
 ) -> Dataset:
     """Load a dataset.
 
@@ -71,6 +72,9 @@ def load(
         on_unknown_item: ``"error"`` (default) or ``"drop"`` (drop and count interactions whose
             item has no catalog row; the count is in ``Dataset.report``).
         sep: the field separator of csv files (default ``,``; ``.tsv``: tab).
+        category_sep: a catalog ``category`` holding several values (``Animation|Children``)
+            is split on it: ``category`` is the first, ``genres`` the list joined by ``|``
+            (as the MovieLens loaders do); None keeps the values whole. csv/parquet/jsonl.
     """
     p = Path(path)
     if not p.exists():
@@ -80,7 +84,7 @@ def load(
     with reading(p):  # OS / decoding errors the readers did not locate: name the file
         if format in ("csv", "parquet", "jsonl"):
             return load_table(p, format, items=items, columns=columns, item_columns=item_columns,
-                              on_unknown_item=on_unknown_item, name=name, sep=sep)
+                              on_unknown_item=on_unknown_item, name=name, sep=sep, category_sep=category_sep)
         if format == "movielens":
             return load_movielens(p, on_unknown_item=on_unknown_item, name=name)
         if format == "recbole":
@@ -101,6 +105,7 @@ def load_table(
     on_unknown_item: OnUnknownItem = "error",
     name: str | None = None,
     sep: str | None = None,
+    category_sep: str | None = "|",
 ) -> Dataset:
     """Generic CSV / Parquet / JSONL: a folder holding ``interactions.<ext>`` (+ optional
     ``items.<ext>``), or an interactions file plus an optional `items` file."""
@@ -127,6 +132,7 @@ def load_table(
         item_df = _rename(item_df, item_columns, tsrc)
         for target, aliases in (("title", _TITLE_ALIASES), ("category", _CATEGORY_ALIASES), ("text", _TEXT_ALIASES)):
             item_df = _alias(item_df, target, aliases)
+        item_df = split_categories(item_df, category_sep)
     return Dataset(
         inter,
         item_df,
@@ -135,6 +141,33 @@ def load_table(
         interactions_source=isrc,
         items_source=tsrc,
     )
+
+
+def split_categories(items: pd.DataFrame, sep: str | None) -> pd.DataFrame:
+    """A ``category`` column with several values per item (``A|B``): ``category`` becomes the
+    first value and ``genres`` the whole list (``A|B``, blanks dropped); JSON lists likewise.
+    Unchanged when no value holds `sep` (or a list), or when the catalog has ``genres`` already."""
+    if "category" not in items.columns or "genres" in items.columns:
+        return items
+    col = items["category"]
+
+    def parts(v: Any) -> list[str]:
+        if isinstance(v, list | tuple | np.ndarray):
+            return [str(x).strip() for x in v if x is not None and str(x).strip()]
+        if isinstance(v, str) and sep:
+            return [x.strip() for x in v.split(sep) if x.strip()]
+        return [] if v is None or (isinstance(v, float) and np.isnan(v)) else [str(v)]
+
+    def is_multi(v: Any) -> bool:
+        return isinstance(v, list | tuple | np.ndarray) or (sep is not None and isinstance(v, str) and sep in v)
+
+    if not any(is_multi(v) for v in col.tolist()):
+        return items
+    lists = col.map(parts)
+    out = items.copy()
+    out["category"] = lists.map(lambda g: g[0] if g else None)
+    out["genres"] = lists.map("|".join)
+    return out
 
 
 # --------------------------------------------------------------------------- MovieLens raw
@@ -327,4 +360,4 @@ def load_amazon2023(
     )
 
 
-__all__ = ["load", "load_table", "load_movielens", "load_recbole", "load_amazon2023", "FORMATS", "LoadReport"]
+__all__ = ["split_categories", "load", "load_table", "load_movielens", "load_recbole", "load_amazon2023", "FORMATS", "LoadReport"]

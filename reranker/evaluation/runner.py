@@ -67,7 +67,7 @@ def load_data(loaded: LoadedExperiment, data_path: str | Path | None = None) -> 
         # --data over a config naming a data set: the format is told from the files
         fmt = "auto" if spec.name is not None and "format" not in spec.model_fields_set else spec.format
         return load(path, format=fmt, items=items, columns=spec.columns,
-                    item_columns=spec.item_columns, sep=spec.sep)
+                    item_columns=spec.item_columns, sep=spec.sep, category_sep=spec.category_sep)
     if spec.name is not None:  # a data set `reranker data fetch` knows: the cache, fetched on first use
         from ..data.fetch import data_path as fetched_path
         from ..data.loaders import load

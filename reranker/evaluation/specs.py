@@ -40,8 +40,9 @@ class DataSpec(BaseConfig):
     `reranker data fetch` knows (fetched into the cache on first use), or a generated world.
 
     Own data: ``items`` (the catalog file when ``path`` is a file), ``columns`` /
-    ``item_columns`` (canonical -> source column, e.g. ``{user_id: userId}``) and ``sep`` (the
-    CSV field separator). ``format`` defaults to ``recbole`` for a path (as before) and to the
+    ``item_columns`` (canonical -> source column, e.g. ``{user_id: userId}``), ``sep`` (the
+    CSV field separator) and ``category_sep`` (a category holding several values, ``A|B``: the
+    first is the category, all are ``genres``; null keeps values whole). ``format`` defaults to ``recbole`` for a path (as before) and to the
     data set's own format for a name."""
 
     path: str | None = None
@@ -51,6 +52,7 @@ class DataSpec(BaseConfig):
     columns: dict[str, str] | None = None
     item_columns: dict[str, str] | None = None
     sep: str | None = None
+    category_sep: str | None = "|"
     synthetic: SyntheticSpec | None = None
     min_interactions: int = Field(3, ge=3)
 
