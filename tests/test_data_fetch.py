@@ -190,7 +190,7 @@ def test_truncated_download_is_kept_and_resumed(server: _Server, tmp_path: Path)
     with pytest.raises(FetchError, match=r"(interrupted|truncated).*next fetch resumes"):
         fetch(_spec(server.url("/ml-tiny.zip")), tmp_path / "d", progress=False)
     assert not (tmp_path / "d").exists()  # nothing half-written in place
-    part = data_home() / "downloads" / "ml-tiny.zip.part"
+    (part,) = (data_home() / "downloads").glob("*-ml-tiny.zip.part")
     assert 0 < part.stat().st_size < len(ARCHIVE)
     have = part.stat().st_size
     dest = fetch(_spec(server.url("/ml-tiny.zip")), tmp_path / "d", progress=False)
@@ -202,7 +202,8 @@ def test_truncated_download_is_kept_and_resumed(server: _Server, tmp_path: Path)
 def test_a_complete_part_file_is_not_downloaded_again(server: _Server, tmp_path: Path) -> None:
     downloads = data_home() / "downloads"
     downloads.mkdir(parents=True)
-    (downloads / "ml-tiny.zip.part").write_bytes(ARCHIVE)  # complete: the server answers 416
+    tag = hashlib.sha256(server.url("/ml-tiny.zip").encode()).hexdigest()[:12]
+    (downloads / f"{tag}-ml-tiny.zip.part").write_bytes(ARCHIVE)  # complete: the server answers 416
     dest = fetch(_spec(server.url("/ml-tiny.zip")), tmp_path / "d", progress=False)
     assert (dest / "u.data").is_file() and server.ranges[-1] == f"bytes={len(ARCHIVE)}-"
 
@@ -306,3 +307,38 @@ def test_config_names_a_data_set_and_fetches_it_on_first_use(server: _Server, tm
 
     with pytest.raises(ConfigError, match="exactly one of data.path, data.name or data.synthetic"):
         load_experiment(tmp_path / "e.yaml")
+
+
+def _amazon_files() -> tuple[bytes, bytes]:
+    import gzip
+
+    reviews = "".join(json.dumps({"user_id": f"U{u}", "parent_asin": f"B{i}", "rating": 1 + (u + i) % 5,
+                                  "timestamp": 1_600_000_000_000 + 1000 * (u * 10 + i)}) + "\n"
+                      for u in range(4) for i in range(3))
+    meta = "".join(json.dumps({"parent_asin": f"B{i}", "title": f"Thing {i}", "categories": ["Beauty", f"C{i}"]}) + "\n"
+                   for i in range(3))
+    return gzip.compress(reviews.encode()), gzip.compress(meta.encode())
+
+
+def test_two_file_gzip_set_from_server_and_from_files(server: _Server, tmp_path: Path) -> None:
+    rev, meta = _amazon_files()
+    server.files["/r/Tiny.jsonl.gz"] = rev
+    server.files["/m/meta_Tiny.jsonl.gz"] = meta
+    spec = RemoteDataset("amazon2023:Tiny", "amazon2023", (
+        RemoteFile(server.url("/r/Tiny.jsonl.gz"), sha256=hashlib.sha256(rev).hexdigest(), unpack="gunzip"),
+        RemoteFile(server.url("/m/meta_Tiny.jsonl.gz"), unpack="gunzip")))
+    dest = fetch(spec, tmp_path / "a", progress=False)
+    assert sorted(p.name for p in dest.iterdir()) == ["Tiny.jsonl", "meta_Tiny.jsonl", MARKER]
+    ds = load(dest, format="auto")
+    assert (ds.n_users, ds.n_items, ds.n_interactions) == (4, 3, 12)
+    # offline: both files, matched by name
+    (tmp_path / "Tiny.jsonl.gz").write_bytes(rev)
+    (tmp_path / "meta_Tiny.jsonl.gz").write_bytes(meta)
+    both = [tmp_path / "meta_Tiny.jsonl.gz", tmp_path / "Tiny.jsonl.gz"]
+    assert load(fetch(spec, tmp_path / "b", source=both, progress=False), format="auto").n_interactions == 12
+    with pytest.raises(FetchError, match=r"--from lacks \['meta_Tiny.jsonl.gz'\]"):
+        fetch(spec, tmp_path / "c", source=[tmp_path / "Tiny.jsonl.gz"], progress=False)
+    (tmp_path / "meta_Tiny.jsonl.gz").write_bytes(meta[:-8])  # a truncated gzip: refused, nothing left
+    with pytest.raises(FetchError, match="not a complete gzip file"):
+        fetch(spec, tmp_path / "c", source=both, progress=False)
+    assert not (tmp_path / "c").exists() and not list(tmp_path.glob(".c.*"))

@@ -1,7 +1,7 @@
 """`reranker data fetch NAME [DEST]`: download a public data set into a folder the loaders read.
 
 Each data set names its files (URL + checksum where the file is fixed), the format the loaders
-use and how to unpack. A download goes to ``<RERANKER_DATA>/downloads/<file>.part`` with a
+use and how to unpack. A download goes to ``<RERANKER_DATA>/downloads/<url hash>-<file>.part`` with a
 progress bar; an interrupted one resumes with an HTTP ``Range`` request on the next call. The
 checksum is checked before anything is unpacked; the archive is unpacked into a temporary
 folder beside DEST and moved into place with one rename, so DEST is either absent or complete.
@@ -268,10 +268,11 @@ def _verify(rf: RemoteFile, path: Path, *, delete: bool) -> None:
 
 def _download_verified(rf: RemoteFile, folder: Path, *, progress: bool, timeout_s: float) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    part = folder / (rf.filename + ".part")
+    tag = hashlib.sha256(rf.url.encode("utf-8")).hexdigest()[:12]  # one partial file per URL
+    part = folder / f"{tag}-{rf.filename}.part"
     _download(rf.url, part, progress=progress, timeout_s=timeout_s)
     _verify(rf, part, delete=True)
-    done = folder / rf.filename
+    done = folder / f"{tag}-{rf.filename}"
     os.replace(part, done)
     return done
 
@@ -297,7 +298,7 @@ def _download(url: str, part: Path, *, progress: bool, timeout_s: float) -> None
             total = have + int(length) if length is not None and length.isdigit() else None
             with open(part, "ab" if resumed else "wb") as f, tqdm(
                 total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
-                desc=part.name.removesuffix(".part"), disable=not progress, leave=False,
+                desc=url.rsplit("/", 1)[-1], disable=not progress, leave=False,
             ) as bar:
                 for chunk in r.iter_bytes():  # as received: a broken connection keeps what came
                     f.write(chunk)
