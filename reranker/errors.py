@@ -45,6 +45,11 @@ class UnknownIdError(DataError, KeyError):
     __str__ = Exception.__str__  # the plain message, not KeyError's quoted repr
 
 
+class FetchError(DataError):
+    """Downloading, verifying or unpacking a public data set failed (`reranker data fetch`); the
+    message names the URL or file and what to do."""
+
+
 class ConfigError(RerankerError, ValueError):
     """A configuration value or file is invalid (the message names the field path)."""
 
@@ -61,4 +66,4 @@ class PromptError(RerankerError):
     """A prompt template is missing, malformed or rendered with bad variables."""
 
 
-__all__ = ["RerankerError", "DataError", "UnknownIdError", "ConfigError", "ModelError", "PromptError"]
+__all__ = ["RerankerError", "DataError", "FetchError", "UnknownIdError", "ConfigError", "ModelError", "PromptError"]

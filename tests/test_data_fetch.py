@@ -228,7 +228,7 @@ def test_a_corrupt_unverified_archive_is_refused(tmp_path: Path) -> None:
     junk.write_bytes(b"not a zip")
     with pytest.raises(FetchError, match="not a complete zip archive"):
         fetch(_spec("http://127.0.0.1:9/x.zip", sha=None), tmp_path / "d", source=junk, progress=False)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ml-tiny.zip"]  # no temporary folder left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "ml-tiny.zip"]  # no temporary folder left
 
 
 def test_zip_members_outside_the_folder_are_refused(tmp_path: Path) -> None:
@@ -342,3 +342,24 @@ def test_two_file_gzip_set_from_server_and_from_files(server: _Server, tmp_path:
     with pytest.raises(FetchError, match="not a complete gzip file"):
         fetch(spec, tmp_path / "c", source=both, progress=False)
     assert not (tmp_path / "c").exists() and not list(tmp_path.glob(".c.*"))
+
+
+def test_concurrent_fetches_into_one_folder_download_once(server: _Server, tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    spec = _spec(server.url("/ml-tiny.zip"))
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda _: fetch(spec, tmp_path / "d", progress=False), range(4)))
+    assert set(got) == {tmp_path / "d"} and server.ranges.count(None) == 1  # one download, three waited
+    assert load(tmp_path / "d", format="auto").n_users == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "d"]
+
+
+def test_a_folder_holding_another_data_set_is_not_reused(server: _Server, tmp_path: Path) -> None:
+    dest = fetch(_spec(server.url("/ml-tiny.zip")), tmp_path / "d", progress=False)
+    other = RemoteDataset("ml-other", "movielens", (RemoteFile(server.url("/ml-tiny.zip"), sha256=SHA),))
+    with pytest.raises(FetchError, match="holds data set 'ml-tiny', not 'ml-other'"):
+        fetch(other, dest, progress=False)
+    assert fetch(other, dest, progress=False, force=True) == dest
+    assert json.loads((dest / MARKER).read_text())["name"] == "ml-other"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "d"]  # the replaced folder is gone

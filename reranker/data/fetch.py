@@ -19,29 +19,24 @@ takes an archive downloaded elsewhere (checked against the same checksum).
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import logging
 import os
 import shutil
 import tempfile
-import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ..errors import DataError
+from ..errors import FetchError
+from .unpack import unpack
 
 log = logging.getLogger(__name__)
 
 MARKER = "reranker-dataset.json"
-_CHUNK = 1 << 16
-
-
-class FetchError(DataError):
-    """A download, checksum or unpacking problem (the message names the URL or file and what to do)."""
 
 
 @dataclass(frozen=True)
@@ -197,30 +192,55 @@ def fetch(
     ``force``; a non-empty folder that was not fetched is never overwritten without ``force``."""
     spec = name if isinstance(name, RemoteDataset) else dataset_spec(name)
     out = Path(dest).expanduser() if dest is not None else default_dest(spec.name)
-    if out.exists() and not force:
-        if read_marker(out) is not None:
-            log.info("%s is already in %s (use --force to fetch again)", spec.name, out)
-            return out
-        if not out.is_dir() or any(out.iterdir()):
-            raise FetchError(f"{out} exists and is not a fetched data set; choose another DEST or pass --force")
     sources = _sources(spec, source)
-    downloads = data_home() / "downloads"
-    archives: list[Path] = []
-    for rf, src in zip(spec.files, sources, strict=True):
-        if src is not None:
-            _verify(rf, src, delete=False)
-            archives.append(src)
-        else:
-            archives.append(_download_verified(rf, downloads, progress=progress, timeout_s=timeout_s))
-    ours = [a for src, a in zip(sources, archives, strict=True) if src is None]
-    try:
-        sha = {rf.filename: _digest(a, "sha256") for rf, a in zip(spec.files, archives, strict=True)}
-        _install(spec, archives, out, sha)
-    finally:  # our own downloads: the unpacked folder is what is kept (a bad archive goes too)
-        for a in ours:
-            a.unlink(missing_ok=True)
+    with _locked(out):  # a second process fetching into the same folder waits, then finds it done
+        if out.exists() and not force:
+            marker = read_marker(out)
+            if marker is not None and marker.get("name") == spec.name:
+                log.info("%s is already in %s (use --force to fetch again)", spec.name, out)
+                return out
+            if marker is not None:
+                raise FetchError(f"{out} holds data set {marker.get('name')!r}, not {spec.name!r}; "
+                                 "choose another DEST or pass --force")
+            if not out.is_dir() or any(out.iterdir()):
+                raise FetchError(f"{out} exists and is not a fetched data set; choose another DEST or pass --force")
+        downloads = data_home() / "downloads"
+        archives: list[Path] = []
+        for rf, src in zip(spec.files, sources, strict=True):
+            if src is not None:
+                _verify(rf, src, delete=False)
+                archives.append(src)
+            else:
+                archives.append(_download_verified(rf, downloads, progress=progress, timeout_s=timeout_s))
+        ours = [a for src, a in zip(sources, archives, strict=True) if src is None]
+        try:
+            sha = {rf.filename: _digest(a, "sha256") for rf, a in zip(spec.files, archives, strict=True)}
+            _install(spec, archives, out, sha)
+        finally:  # our own downloads: the unpacked folder is what is kept (a bad archive goes too)
+            for a in ours:
+                a.unlink(missing_ok=True)
     log.info("%s is ready in %s (format %s)", spec.name, out, spec.format)
     return out
+
+
+@contextmanager
+def _locked(out: Path) -> Iterator[None]:
+    """An exclusive lock per destination folder (``<RERANKER_DATA>/locks``; POSIX flock, none on
+    Windows), so concurrent fetches neither share a partial download nor race the rename."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    locks = data_home() / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha256(str(out.resolve()).encode("utf-8")).hexdigest()[:16]
+    with open(locks / f"{key}.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 # ---------------------------------------------------------------------------- sources
@@ -324,7 +344,7 @@ def _install(spec: RemoteDataset, archives: list[Path], out: Path, sha: dict[str
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         for rf, a in zip(spec.files, archives, strict=True):
-            _unpack(rf, a, tmp)
+            unpack(rf.unpack, a, tmp, rf.filename)
         marker = {"name": spec.name, "format": spec.format, "files": [
             {"url": rf.url, "sha256": sha[rf.filename], "md5_expected": rf.md5, "sha256_expected": rf.sha256}
             for rf in spec.files], "checksums": spec.checksum_note}
@@ -339,43 +359,6 @@ def _install(spec: RemoteDataset, archives: list[Path], out: Path, sha: dict[str
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-def _unpack(rf: RemoteFile, archive: Path, into: Path) -> None:
-    if rf.unpack == "zip":
-        _unzip(archive, into)
-    elif rf.unpack == "gunzip":
-        target = into / rf.filename.removesuffix(".gz")
-        try:
-            with gzip.open(archive, "rb") as src, open(target, "wb") as dst:
-                shutil.copyfileobj(src, dst, _CHUNK)
-        except (OSError, EOFError) as e:
-            raise FetchError(f"{archive}: not a complete gzip file ({e})") from None
-    else:
-        shutil.copyfile(archive, into / rf.filename)
-
-
-def _unzip(archive: Path, into: Path) -> None:
-    """Extract `archive` into `into`, dropping a single top folder (``ml-100k/u.data`` ->
-    ``u.data``); member paths that would land outside `into` are refused."""
-    try:
-        with zipfile.ZipFile(archive) as z:
-            names = [n for n in z.namelist() if not n.startswith("__MACOSX/")]
-            tops = {n.split("/", 1)[0] for n in names}
-            strip = len(tops) == 1 and all("/" in n for n in names)
-            root = into.resolve()
-            for info in z.infolist():
-                if info.filename.startswith("__MACOSX/") or info.is_dir():
-                    continue
-                rel = info.filename.split("/", 1)[1] if strip else info.filename
-                target = (into / rel).resolve()
-                if not target.is_relative_to(root):
-                    raise FetchError(f"{archive}: member {info.filename!r} points outside the folder; refused")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with z.open(info) as src, open(target, "wb") as dst:
-                    shutil.copyfileobj(src, dst, _CHUNK)
-    except (zipfile.BadZipFile, EOFError) as e:
-        raise FetchError(f"{archive}: not a complete zip archive ({e})") from None
 
 
 __all__ = [
