@@ -54,8 +54,9 @@ __all__ = [
 ]
 
 
-def load_data(loaded: LoadedExperiment, data_path: str | Path | None = None) -> Any:
-    """The experiment's Dataset (``data_path`` overrides ``data.path``)."""
+def load_data(loaded: LoadedExperiment, data_path: str | Path | None = None, progress: bool = True) -> Any:
+    """The experiment's Dataset (``data_path`` overrides ``data.path``; ``data.name`` is fetched
+    into the cache on first use, with a progress bar unless ``progress`` is False)."""
     spec = loaded.config.data
     if data_path is not None or spec.path is not None:
         from ..data.loaders import load
@@ -72,7 +73,7 @@ def load_data(loaded: LoadedExperiment, data_path: str | Path | None = None) -> 
         from ..data.fetch import data_path as fetched_path
         from ..data.loaders import load
 
-        folder, fetched_format = fetched_path(spec.name)
+        folder, fetched_format = fetched_path(spec.name, progress=progress)
         return load(folder, format=spec.format if "format" in spec.model_fields_set else fetched_format)
     assert spec.synthetic is not None
     try:
@@ -166,7 +167,7 @@ class ExperimentRunner:
         self.runs = []
         self.flush()
         try:
-            data = self.opt.dataset if self.opt.dataset is not None else load_data(self.loaded, self.opt.data_path)
+            data = self.opt.dataset if self.opt.dataset is not None else load_data(self.loaded, self.opt.data_path, self.opt.progress)
             # the protocol's order of ties in time travels with the data (split, histories, fits)
             data = data.with_tie_order(self.cfg.protocol.ties, self.cfg.protocol.tie_seed)
             desc = data.describe()
