@@ -16,6 +16,7 @@ from typing import Any
 from ..errors import ModelError
 from .base import Generation, LLMConfig
 from .hf_scoring import HFScoring, split_common_prefix
+from .local_tokens import TokenizerText
 from .models import apply_adapter, materialize
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def load_backend(config: LLMConfig | None = None, **overrides: Any) -> HFBackend
         return _LOADED[key]
 
 
-class HFBackend(HFScoring):
+class HFBackend(TokenizerText, HFScoring):
     """A causal LM from transformers, run in eval + inference mode on CPU.
 
     Implements `LLMBackend` and the optional `HiddenStatesBackend`, `PrefixScoringBackend` and
@@ -144,21 +145,6 @@ class HFBackend(HFScoring):
     def max_context(self) -> int:
         own = int(getattr(self.model.config, "max_position_embeddings", 2048) or 2048)
         return min(own, self.config.max_context) if self.config.max_context else own
-
-    def encode(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=False).input_ids)
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.encode(text))
-
-    def truncate_tokens(self, text: str, n_tokens: int) -> str:
-        """The text cut to at most `n_tokens` tokens (with an ellipsis when cut)."""
-        if n_tokens <= 0:
-            return ""
-        ids = self.encode(text)
-        if len(ids) <= n_tokens:
-            return text
-        return self.tokenizer.decode(ids[:n_tokens]).rstrip() + "..."
 
     def chat_prompt(self, user_message: str, system: str | None = None) -> str:
         """Apply the model's chat template to one user turn (plus an optional system turn)."""

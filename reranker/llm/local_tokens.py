@@ -14,7 +14,30 @@ from ..errors import ModelError
 log = logging.getLogger(__name__)
 
 
-class LocalTokenizer:
+class TokenizerText:
+    """`encode`, `count_tokens` and `truncate_tokens` over a Hugging Face ``tokenizer``
+    attribute: shared by the in-process backend and the `openai` backend's local tokenizer, so
+    both count and cut text the same way."""
+
+    tokenizer: Any
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False).input_ids)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.encode(text))
+
+    def truncate_tokens(self, text: str, n_tokens: int) -> str:
+        """The text cut to at most `n_tokens` tokens (with an ellipsis when cut)."""
+        if n_tokens <= 0:
+            return ""
+        ids = self.encode(text)
+        if len(ids) <= n_tokens:
+            return text
+        return str(self.tokenizer.decode(ids[:n_tokens])).rstrip() + "..."
+
+
+class LocalTokenizer(TokenizerText):
     """`chat_prompt`, `encode`, `count_tokens`, `truncate_tokens` and label tokens of the model
     spec `spec` (a preset, local folder, `.gguf` file or hub id)."""
 
@@ -43,21 +66,6 @@ class LocalTokenizer:
         self.system_prompt = system_prompt
         self._labels: dict[tuple[str, ...], list[tuple[int, str]]] = {}
         log.debug("tokenizer of %s loaded from %s", spec, resolved.path)
-
-    def encode(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=False).input_ids)
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.encode(text))
-
-    def truncate_tokens(self, text: str, n_tokens: int) -> str:
-        """The text cut to at most `n_tokens` tokens (with an ellipsis when cut)."""
-        if n_tokens <= 0:
-            return ""
-        ids = self.encode(text)
-        if len(ids) <= n_tokens:
-            return text
-        return str(self.tokenizer.decode(ids[:n_tokens])).rstrip() + "..."
 
     def chat_prompt(self, user_message: str, system: str | None = None) -> str:
         """The chat template applied to one user turn (as `HFBackend.chat_prompt`)."""
