@@ -23,9 +23,10 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 # llama.cpp's OpenAI-compatible server, which the openai backend's tests start on a loopback
-# port: the `server-tests` extra, built from source once (pip caches the wheel)
+# port: the `server-tests` extra, built from source once (pip caches the wheel); and Ray Data
+# (the `ray` extra) for the `reranker batch --engine ray` tests
 $(SERVER): $(STAMP)
-	CMAKE_ARGS="-DGGML_NATIVE=OFF" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install -q -e '.[dev,server-tests]'
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install -q -e '.[dev,server-tests,ray]'
 	@touch $(SERVER)
 
 server-tests: $(SERVER)

@@ -45,6 +45,11 @@ class UnknownIdError(DataError, KeyError):
     __str__ = Exception.__str__  # the plain message, not KeyError's quoted repr
 
 
+class LimitError(DataError):
+    """A size the user controls is past its bound (rows per batch, history items or candidates of
+    one request, ...); the message names the field, the size and the bound."""
+
+
 class FetchError(DataError):
     """Downloading, verifying or unpacking a public data set failed (`reranker data fetch`); the
     message names the URL or file and what to do."""
@@ -66,4 +71,4 @@ class PromptError(RerankerError):
     """A prompt template is missing, malformed or rendered with bad variables."""
 
 
-__all__ = ["RerankerError", "DataError", "FetchError", "UnknownIdError", "ConfigError", "ModelError", "PromptError"]
+__all__ = ["RerankerError", "DataError", "FetchError", "UnknownIdError", "LimitError", "ConfigError", "ModelError", "PromptError"]
