@@ -224,9 +224,11 @@ class Pipeline:
             return self.popular.retrieve(history, n)
         return self.retriever.retrieve(history, n)
 
-    def rank(self, history: History, candidates: Sequence[Candidate]) -> Ranking:
+    def rank(self, history: History, candidates: Sequence[Candidate],
+             precomputed: Mapping[str, Sequence[float]] | None = None) -> Ranking:
         """Stage 2 on given candidates (the drop-in second stage): fusion or learned head,
-        then MMR when enabled. Returns every candidate once."""
+        then MMR when enabled. Returns every candidate once. `precomputed`: fusion signals
+        already computed for these candidates (aligned with them; see `rank_many`)."""
         from ..ranking.fusion import FusionRanker
 
         rk = self.config.ranking
@@ -243,7 +245,7 @@ class Pipeline:
             if not any(weights.values()):
                 weights = {"cf": 1.0}
             fr = FusionRanker(signals, weights=weights, normalize=rk.fusion.normalize)
-            ranking = fr.rank(history, candidates)
+            ranking = fr.rank(history, candidates, precomputed)
         if rk.diversity.enabled and len(ranking) > 1:
             from ..ranking.diversity import CategorySimilarity, EmbeddingSimilarity, mmr_rerank
 
@@ -251,6 +253,28 @@ class Pipeline:
                    else EmbeddingSimilarity(self.bert.encoder))
             ranking = mmr_rerank(ranking, sim, rk.diversity.lam)
         return ranking
+
+    def rank_many(self, requests: Sequence[tuple[History, Sequence[Candidate]]]) -> list[Ranking]:
+        """`rank` for several requests. A listwise LLM in the fusion (a `BatchRanker`) ranks
+        every personal request's candidates through its `rank_many` (one batched `generate` per
+        `users_per_batch` requests) before the per-request fusion; the pointwise LLM already
+        scores all candidates of a request in one packed forward. Same rankings as `rank` one
+        by one, up to the batched generation's padding."""
+        from ..ranking.base import BatchRanker, rank_many_batch_size
+        from ..ranking.fusion import RankerScorer
+
+        pre: dict[int, dict[str, list[float]]] = {}
+        llm = self.llm
+        if (self.learned is None and llm is not None and not self._pointwise and isinstance(llm, BatchRanker)
+                and self.weights.get("llm", 0.0) != 0):
+            todo = [i for i, (h, c) in enumerate(requests) if not h.is_empty and len(c) > 0]
+            size = rank_many_batch_size(llm)
+            for start in range(0, len(todo), size):
+                chunk = todo[start:start + size]
+                ranked = llm.rank_many([(requests[i][0], requests[i][1]) for i in chunk])
+                for i, r in zip(chunk, ranked, strict=True):
+                    pre[i] = {"llm": RankerScorer.position_scores(r, requests[i][1]).tolist()}
+        return [self.rank(h, c, pre.get(i)) for i, (h, c) in enumerate(requests)]
 
     def recommend(
         self,

@@ -80,14 +80,23 @@ class RankerScorer:
         if len(candidates) == 0:
             return np.zeros(0, dtype=np.float64)
         ranking = self.ranker.rank(history, candidates, **catalog_kwargs(catalog))
+        return self.position_scores(ranking, candidates, self.use, self.name)
+
+    @staticmethod
+    def position_scores(
+        ranking: Ranking, candidates: Sequence[Candidate], use: Literal["position", "score"] = "position",
+        name: str = "ranker",
+    ) -> np.ndarray:
+        """A ranking of these candidates as one score per candidate, in their order (see the
+        class doc): how a ranking computed beforehand (`rank_many`) becomes a fusion signal."""
         n = len(ranking)
         by_id = {
-            r.item_id: float(r.score) if self.use == "score" else float(n - r.rank + 1)
+            r.item_id: float(r.score) if use == "score" else float(n - r.rank + 1)
             for r in ranking.items
         }
         missing = [c.item_id for c in candidates if c.item_id not in by_id]
         if missing:
-            raise ValueError(f"ranker {self.name!r} left candidate {missing[0]!r} out of its ranking")
+            raise ValueError(f"ranker {name!r} left candidate {missing[0]!r} out of its ranking")
         return np.array([by_id[c.item_id] for c in candidates], dtype=np.float64)
 
 
