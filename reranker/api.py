@@ -268,10 +268,19 @@ class Reranker:
         catalog: Catalog = None,
         context: Mapping[str, Any] | None = None,
         user_id: str | None = None,
+        *,
+        explain_mode: str | None = None,
+        interactions: Any = None,
     ) -> Ranking:
         """Rank the candidates for this user (every candidate once; the first `top_k` when
         given), optionally explaining the top `explain_top_k` (or `top_k`, if smaller).
-        `context` (time, device, session intent ...) is shown to the LLM."""
+        `context` (time, device, session intent ...) is shown to the LLM.
+
+        Explanations are built from evidence (`reranker.explain`); `explain_mode` (llm |
+        template) overrides `explain_mode` of the config; `interactions` (a Dataset, a frame
+        with user_id / item_id, or a mapping item id -> user ids: your training interactions)
+        gives the "N other users who chose X also chose Y" counts. Without it, a Dataset passed
+        as the catalog (here or to the constructor) gives them; otherwise they are left out."""
         if top_k is not None and top_k < 0:
             raise ConfigError(f"top_k: must be >= 0, got {top_k}")
         hist, cands, local = normalize_request(
@@ -283,7 +292,11 @@ class Reranker:
         if explain:
             top = self.config.explain.top_k
             k = top if top_k is None else min(top_k, top)
-            ranking = self.explainer.explain(hist, ranking, top_k=k, catalog=cat)
+            if interactions is None:
+                base = catalog if catalog is not None else self.catalog
+                interactions = base if hasattr(base, "interactions") else None  # a Dataset
+            ranking = self.explainer.explain(hist, ranking, top_k=k, catalog=cat, interactions=interactions,
+                                             mode=explain_mode)
         return ranking.top_k(top_k) if top_k is not None else ranking
 
     async def arerank(
@@ -295,6 +308,9 @@ class Reranker:
         catalog: Catalog = None,
         context: Mapping[str, Any] | None = None,
         user_id: str | None = None,
+        *,
+        explain_mode: str | None = None,
+        interactions: Any = None,
     ) -> Ranking:
         """`rerank` as a coroutine: the ranking runs in a worker thread, so the event loop stays
         free while the model works; `asyncio.gather` several calls to rank users concurrently.
@@ -302,7 +318,8 @@ class Reranker:
         connection pool with at most `server.max_concurrency` in flight."""
         import asyncio
 
-        return await asyncio.to_thread(self.rerank, history, candidates, top_k, explain, catalog, context, user_id)
+        return await asyncio.to_thread(self.rerank, history, candidates, top_k, explain, catalog, context, user_id,
+                                       explain_mode=explain_mode, interactions=interactions)
 
 
 __all__ = ["Reranker", "RerankerConfig", "normalize_request", "MODES"]

@@ -343,8 +343,12 @@ def finetune_merge(adapter: str, out: str, base: str | None, dtype: str) -> None
 @click.option("--items", "n_items", type=click.IntRange(min=20), default=400, show_default=True)
 @click.option("--eval-users", type=click.IntRange(min=1), default=50, show_default=True,
               help="Held-out users for the traditional-vs-hybrid table.")
-@click.option("--no-explain", is_flag=True, help="Skip the LLM explanations.")
-def demo_cmd(config_path: str | None, seed: int, n_users: int, n_items: int, eval_users: int, no_explain: bool) -> None:
+@click.option("--no-explain", is_flag=True, help="Skip the explanations.")
+@click.option("--explain-mode", type=click.Choice(["llm", "template"]), default=None,
+              help="llm: SmolLM2 phrases the evidence (checked; else the template sentence); template: the "
+                   "template sentence from the evidence, no LLM. Default: the config's explain.mode.")
+def demo_cmd(config_path: str | None, seed: int, n_users: int, n_items: int, eval_users: int, no_explain: bool,
+             explain_mode: str | None) -> None:
     """Generate a shop, recommend with ItemCF + SmolLM2 + MiniLM, explain, and compare."""
     from pathlib import Path
 
@@ -354,7 +358,7 @@ def demo_cmd(config_path: str | None, seed: int, n_users: int, n_items: int, eva
         default = Path(__file__).resolve().parent.parent / "configs" / "pipeline-demo.yaml"
         config_path = str(default) if default.is_file() else None
     res = run_demo(config_path, seed=seed, n_users=n_users, n_items=n_items,
-                   eval_users=eval_users, explain=not no_explain)
+                   eval_users=eval_users, explain=not no_explain, explain_mode=explain_mode)
     click.echo(format_demo(res))
 
 
@@ -368,14 +372,17 @@ def demo_cmd(config_path: str | None, seed: int, n_users: int, n_items: int, eva
 @click.option("--mode", type=click.Choice(["pointwise", "listwise", "verbalizer"]), default="pointwise",
               show_default=True)
 @click.option("--top-k", type=click.IntRange(min=1), default=None, help="Return the first K only.")
-@click.option("--explain", is_flag=True, help="Explain the top items (grounded in the history).")
+@click.option("--explain", is_flag=True, help="Explain the top items (from evidence shared with the history).")
+@click.option("--explain-mode", type=click.Choice(["llm", "template"]), default="llm", show_default=True,
+              help="llm: the model phrases the evidence, checked (else the template sentence); template: the "
+                   "template sentence from the evidence alone, no generation.")
 @click.option("--permutations", type=click.IntRange(min=1), default=1, show_default=True,
               help="Listwise/verbalizer shuffles averaged against position bias.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads.")
 @click.option("--json", "as_json", is_flag=True, help="Print the Ranking as JSON.")
 def rerank_cmd(input_path: str, model: str, api_key_env: str | None,
                mode: Literal["pointwise", "listwise", "verbalizer"],
-               top_k: int | None, explain: bool,
+               top_k: int | None, explain: bool, explain_mode: str,
                permutations: int, threads: int | None, as_json: bool) -> None:
     """Rerank the candidates of one request with a local LLM."""
     from .llm.request import load_request
@@ -389,7 +396,8 @@ def rerank_cmd(input_path: str, model: str, api_key_env: str | None,
     if api_key_env:
         options["server"] = {"api_key_env": api_key_env}
     ranking = Reranker(model=model, mode=mode, threads=threads, **options).rerank(
-        req.history, req.candidates, top_k=top_k, explain=explain, context=req.context, user_id=req.user_id
+        req.history, req.candidates, top_k=top_k, explain=explain, context=req.context, user_id=req.user_id,
+        explain_mode=explain_mode,
     )
     if as_json:
         emit_json(ranking.to_dict())

@@ -64,9 +64,11 @@ def run_demo(
     show_users: int = 3,
     explain: bool = True,
     llm_backend: Any | None = None,
+    explain_mode: str | None = None,
 ) -> DemoResult:
     """Generate the world, fit the pipeline, showcase `show_users` users and compare ItemCF with
-    the hybrid ranking on the held-out last purchase of `eval_users` users (leave-one-out)."""
+    the hybrid ranking on the held-out last purchase of `eval_users` users (leave-one-out).
+    `explain_mode` (llm | template) overrides the config's `explain.mode`."""
     from tqdm.auto import tqdm
 
     from .data.splits import leave_one_out
@@ -110,7 +112,9 @@ def run_demo(
     showcases = []
     titles = dict(zip(ds.items["item_id"], ds.items["title"], strict=True))
     for u in users[:show_users]:
-        r = pipe.recommend(hist[u], k=5, explain=explain and pipe.llm is not None)
+        mode = explain_mode or cfg.explain.mode
+        r = pipe.recommend(hist[u], k=5, explain=explain and (pipe.llm is not None or mode == "template"),
+                           explain_mode=mode)
         showcases.append(UserShowcase(
             user_id=u,
             recent=[titles[i] for i in hist[u].items[-5:]],

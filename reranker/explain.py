@@ -1,9 +1,23 @@
-"""Natural-language explanations for the top of a ranking, with a grounding check.
+"""Natural-language explanations for the top of a ranking, built from evidence and checked.
 
-An explanation is grounded when every product it names (a catalog title) is either in the
-user's history or the recommended item itself. Ungrounded explanations are regenerated once
-with a stricter prompt; if still ungrounded they are kept but visibly marked
-(`[ungrounded] ...` in the explanation and `grounded: false` in the diagnostics).
+For each explained item the explainer computes the **evidence** (:mod:`reranker.explain_evidence`):
+the history item to cite, what the two items share (categories and genres, attribute values,
+description words) and, when the call passes interactions (the fitted stage-1 / training
+data), how many other users chose both. Then, by ``mode``:
+
+- ``llm`` (default): the model phrases the evidence (``prompts/explain.j2``: the evidence as
+  cleaned, delimited data, the instruction last). The **faithfulness check**
+  (:mod:`reranker.explain_check`) flags every category, attribute value or product the text
+  names that is neither in the evidence nor in the two items' own text. A flagged text is
+  regenerated once with a stricter prompt; still flagged, it is replaced by the template
+  sentence. So what is shown has passed the check or is the template.
+- ``template``: no LLM; the template sentence built from the evidence alone
+  (``You may like "Y" because you chose "X": both are Comedy; 12 other users who chose "X"
+  also chose it.``).
+
+Per-item details go to ``diagnostics["explanations"]`` (the evidence, whether the text was
+regenerated or fell back, the flagged mentions of each attempt), totals to
+``diagnostics["explain"]``.
 """
 
 from __future__ import annotations
@@ -12,104 +26,55 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Literal
 
 from pydantic import Field
 
 from .config import BaseConfig
+from .errors import ConfigError
+from .explain_check import ClaimVocabulary, FaithfulnessCheck, title_forms
+from .explain_evidence import (
+    CoChoices,
+    Evidence,
+    choose_evidence,
+    display_title,
+    item_attributes,
+    item_categories,
+)
 from .llm.base import LLMBackend, LLMConfig
 from .llm.prompts import PromptLibrary, get_library
-from .ranking.base import ItemListing
 from .ranking.llm_common import Catalog, LLMRankerBase, make_lookup
 from .types import History, Item, Ranking
 
 log = logging.getLogger(__name__)
 
-UNGROUNDED_MARK = "[ungrounded]"
-_YEAR = re.compile(r"\s*\(\d{4}\)\s*$")
-_ARTICLE = re.compile(r"^(?P<body>.+),\s*(?P<art>the|a|an)$", re.IGNORECASE)
+ExplainMode = Literal["llm", "template"]
+EXPLAIN_MODES: tuple[str, ...] = ("llm", "template")
 
 
 class ExplainerConfig(BaseConfig):
     """Explanation settings."""
 
+    mode: ExplainMode = "llm"
+    """llm: the model phrases the evidence, checked, regenerated once, else the template
+    sentence; template: the template sentence from the evidence alone (no LLM)."""
     top_k: int = Field(default=3, ge=0)
     max_new_tokens: int = Field(default=40, ge=8)
     anchor: bool = True
-    """Start the answer with 'Because you chose "<history title>", you may like "<item>" because
-    it' (the history item most related to the recommendation: same category, most recent), so
-    even a small model's explanation cites the user's history; the model writes the reason."""
+    """Start the answer with 'Because you chose "<cited history title>", you may like "<item>"
+    because it', so even a small model's explanation cites the evidence's history item."""
     repetition_penalty: float = Field(default=1.1, ge=1.0)
     """Small models loop on titles under greedy decoding; > 1 discourages repeats."""
     max_sentences: int = Field(default=2, ge=1)
     """The explanation is cut to its first line and at most this many sentences."""
     min_title_chars: int = Field(default=5, ge=1)
-    """Shorter title variants are not matched (avoids flagging common words)."""
-
-
-def _norm(s: str) -> str:
-    return " ".join(re.sub(r"[^\w\s']", " ", s.lower()).split())
+    """Shorter titles are not matched by the check (avoids flagging common words)."""
 
 
 def title_variants(title: str) -> set[str]:
-    """Normalised forms a text may use for a title: as is, without a trailing year, and with a
-    trailing article moved to the front ("Birdcage, The (1996)" -> "the birdcage")."""
-    out = set()
-    base = _YEAR.sub("", title).strip()
-    for t in (title, base):
-        out.add(_norm(t))
-    m = _ARTICLE.match(base)
-    if m:
-        out.add(_norm(f"{m.group('art')} {m.group('body')}"))
-        out.add(_norm(m.group("body")))
-    out.discard("")
-    return out
-
-
-def _mentions(text_norm: str, variant: str) -> bool:
-    return re.search(rf"(?<!\w){re.escape(variant)}(?!\w)", text_norm) is not None
-
-
-@dataclass
-class GroundingCheck:
-    """Which known products an explanation names, and whether all of them are allowed."""
-
-    grounded: bool
-    ungrounded: list[str]
-    cited_history: list[str]
-
-
-class TitleIndex:
-    """Catalog titles, normalised, for finding product names in free text."""
-
-    def __init__(self, items: Iterable[Item], min_chars: int = 5) -> None:
-        self.variants: dict[str, set[str]] = {}  # variant -> item ids
-        for it in items:
-            for v in title_variants(it.title):
-                if len(v) >= min_chars:
-                    self.variants.setdefault(v, set()).add(it.item_id)
-
-    def check(self, text: str, history: Sequence[Item], candidate: Item) -> GroundingCheck:
-        allowed_ids = {it.item_id for it in history} | {candidate.item_id}
-        allowed_variants = set().union(*(title_variants(it.title) for it in [*history, candidate]))
-        t = _norm(text)
-        bad, cited = [], []
-        for v, ids in self.variants.items():
-            if v not in t or not _mentions(t, v):
-                continue
-            if ids & allowed_ids or any(v in a for a in allowed_variants):
-                if ids & {it.item_id for it in history}:
-                    cited.append(v)
-                continue
-            bad.append(v)
-        # a name that is part of a longer allowed/flagged mention is not a separate product
-        bad = [b for b in bad if not any(b != o and b in o for o in bad)]
-        for it in history:
-            if any(_mentions(t, v) for v in title_variants(it.title) if len(v) >= 3):
-                cited.append(_norm(it.title))
-        return GroundingCheck(not bad, sorted(set(bad)), sorted(set(cited)))
+    """Lower-cased forms a text may use for a title (see `reranker.explain_check.title_forms`)."""
+    return {" ".join(re.sub(r"[^\w\s']", " ", f.lower()).split()) for f in title_forms(title)} - {""}
 
 
 def _join(anchor: str, continuation: str) -> str:
@@ -121,10 +86,10 @@ def _join(anchor: str, continuation: str) -> str:
 
 
 class Explainer:
-    """One short LLM explanation per top-k item, grounded in the user's history.
+    """One short explanation per top-k item, built from evidence and checked (module doc).
 
-    Stateless per request: `explain` and `build_prompts` take the request's `catalog`
-    (None: the catalog given at construction), so one explainer serves many threads."""
+    Stateless per request: `explain` and `build_prompts` take the request's `catalog` (None: the
+    catalog given at construction) and `interactions`, so one explainer serves many threads."""
 
     template = "explain"
 
@@ -146,8 +111,8 @@ class Explainer:
         self.max_history = max_history
         self.catalog = catalog  # the default catalog (a setting); a request may pass its own
         self._lookup = make_lookup(catalog)
-        self._index: TitleIndex | None = None  # of the default catalog, built on first use
-        self._index_lock = threading.Lock()
+        self._vocab: ClaimVocabulary | None = None  # of the default catalog, built on first use
+        self._vocab_lock = threading.Lock()
 
     @property
     def backend(self) -> LLMBackend:
@@ -157,135 +122,171 @@ class Explainer:
             self._backend = load_llm(self.config)
         return self._backend
 
-    def title_index(self, catalog: Catalog = None) -> TitleIndex:
-        """The titles of `catalog` (None: the default catalog, indexed once and kept)."""
+    # ------------------------------------------------------------------ the check
+    def vocabulary(self, catalog: Catalog = None) -> ClaimVocabulary:
+        """The claim vocabulary of `catalog` (None: the default catalog, built once and kept)."""
         if catalog is not None:
-            return self._build_index(catalog)
-        with self._index_lock:
-            if self._index is None:
-                self._index = self._build_index(self.catalog)
-            return self._index
+            return ClaimVocabulary.from_catalog(catalog, min_title_chars=self.settings.min_title_chars)
+        with self._vocab_lock:
+            if self._vocab is None:
+                self._vocab = ClaimVocabulary.from_catalog(self.catalog, min_title_chars=self.settings.min_title_chars)
+            return self._vocab
 
-    def _build_index(self, cat: Catalog) -> TitleIndex:
-        if cat is None:
-            items: Iterable[Item] = []
-        elif isinstance(cat, ItemListing):
-            items = cat.catalog().values()
-        elif isinstance(cat, Mapping):
-            lookup = make_lookup(cat)
-            items = [lookup(k) for k in cat]
-        else:
-            items = []
-        return TitleIndex(items, self.settings.min_title_chars)
-
-    def _view(self, it: Item, with_text: bool) -> dict:
-        """What the explain prompt shows of an item: cleaned, capped text (item text is untrusted,
-        `reranker.ranking.item_text`)."""
-        from .ranking.item_text import VALUE_CHARS, clean_field, clean_text, clean_title
-
-        text = ""
-        if with_text and it.text:
-            text = self.backend.truncate_tokens(clean_text(it.text), self.config.item_text_tokens)
-        return {"id": it.item_id, "label": "", "title": clean_title(it.title) or clean_title(it.item_id),
-                "category": clean_field(it.category, VALUE_CHARS), "attrs": "", "text": text, "rating": None}
-
-    def tidy(self, text: str) -> str:
-        """First line only, at most `max_sentences` sentences, whitespace collapsed."""
-        first = next((ln for ln in text.strip().splitlines() if ln.strip()), "")
-        parts = re.split(r"(?<=[.!?])\s+", " ".join(first.split()))
-        return " ".join(parts[: self.settings.max_sentences]).strip()
-
-    def anchor_text(self, history: Sequence[Item], cand: Item) -> str:
-        """The answer prefix citing one history item ('' when anchoring is off or no history)."""
-        if not self.settings.anchor or not history:
-            return ""
-        same = [h for h in history if cand.category and h.category == cand.category]
-        pick = (same or list(history))[-1]
-        from .ranking.item_text import clean_title
-
-        return f'Because you chose "{clean_title(pick.title)}", you may like "{clean_title(cand.title)}" because it'
-
-    def _render(self, history: Sequence[Item], cand: Item, context: dict, strict: bool) -> str:
-        tpl = self.prompts.get(self.template)
-        hist = [self._view(h, False) for h in history]
-        while True:
-            p = self.backend.chat_prompt(
-                tpl.render(history=hist, candidate=self._view(cand, True), context=context, strict=strict)
-            ) + self.anchor_text(history, cand)
-            if self.backend.count_tokens(p) + self.settings.max_new_tokens <= self.backend.max_context or not hist:
-                return p
-            hist = hist[1:]  # oldest first
-
+    # ------------------------------------------------------------------ evidence
     def _items(self, history: History, item_ids: Sequence[str], catalog: Catalog) -> tuple[list[Item], list[Item]]:
         lookup = self._lookup if catalog is None else make_lookup(catalog)
         return [lookup(i) for i in history.last(self.max_history).items], [lookup(i) for i in item_ids]
 
-    def build_prompts(
-        self, history: History, item_ids: Sequence[str], catalog: Catalog = None, *, strict: bool = False
-    ) -> list[str]:
-        """The prompt explaining each of `item_ids` to this user (the last `max_history` history
-        items, trimmed oldest-first to fit, then the anchor when enabled); `strict` is the retry
-        prompt. Items come from `catalog` (None: the explainer's own)."""
+    def evidence(
+        self, history: History, item_ids: Sequence[str], catalog: Catalog = None, interactions: Any = None
+    ) -> list[Evidence | None]:
+        """The evidence for each of `item_ids` (None where the history is empty). `interactions`
+        (a Dataset, a frame with user_id / item_id, or a `CoChoices`) gives the co-choice
+        counts; None leaves them out."""
         hist_items, cands = self._items(history, item_ids, catalog)
-        context = LLMRankerBase.context_view(history)
-        return [self._render(hist_items, c, context, strict) for c in cands]
+        co = None
+        if interactions is not None:
+            co = CoChoices.from_data(interactions, [*(h.item_id for h in hist_items), *item_ids])
+        return [choose_evidence(hist_items, c, co, history.user_id) for c in cands]
 
+    # ------------------------------------------------------------------ prompts
+    def _view(self, it: Item, with_text: bool) -> dict:
+        """What the explain prompt shows of an item: cleaned, capped text (item text is untrusted,
+        `reranker.ranking.item_text`)."""
+        from .ranking.item_text import VALUE_CHARS, clean_field, clean_text
+
+        text = ""
+        if with_text and it.text and self.config.item_text_tokens > 0:
+            text = self.backend.truncate_tokens(clean_text(it.text), self.config.item_text_tokens)
+        category = clean_field(it.category, VALUE_CHARS)
+        details = [*item_categories(it), *item_attributes(it).values()]
+        return {"id": it.item_id, "label": "", "title": display_title(it), "category": category,
+                "details": ", ".join(dict.fromkeys(details)), "attrs": "", "text": text, "rating": None}
+
+    def tidy(self, text: str, anchor: str = "") -> str:
+        """`anchor` + the first line of `text`, at most `max_sentences` sentences, whitespace
+        collapsed (a "!" or "." inside the anchor's titles ends no sentence)."""
+        first = next((ln for ln in text.strip().splitlines() if ln.strip()), "")
+        parts = re.split(r"(?<=[.!?])\s+", " ".join(first.split()))
+        if not anchor:
+            return " ".join(parts[: self.settings.max_sentences]).strip()
+        return _join(anchor, " ".join(parts[: self.settings.max_sentences]).strip()).strip()
+
+    def anchor_text(self, ev: Evidence) -> str:
+        """The answer prefix citing the evidence's history item ('' when anchoring is off)."""
+        if not self.settings.anchor:
+            return ""
+        return f'Because you chose "{ev.cited_title}", you may like "{ev.candidate_title}" because it'
+
+    def _render(self, history: Sequence[Item], ev: Evidence, context: dict, strict: bool) -> str:
+        tpl = self.prompts.get(self.template)
+        hist = [self._view(h, False) for h in history]
+        evidence = {"cited": self._view(ev.cited, False), "facts": ev.facts()}
+        with_text = True
+        while True:
+            body = tpl.render(history=hist, candidate=self._view(ev.candidate, with_text), context=context,
+                              strict=strict, evidence=evidence)
+            p = self.backend.chat_prompt(body) + self.anchor_text(ev)
+            if self.backend.count_tokens(p) + self.settings.max_new_tokens <= self.backend.max_context:
+                return p
+            if hist:
+                hist = hist[1:]  # oldest first (for a user template that shows the history)
+            elif with_text:
+                with_text = False
+            else:
+                return p
+
+    def build_prompts(
+        self, history: History, item_ids: Sequence[str], catalog: Catalog = None, *, strict: bool = False,
+        interactions: Any = None, evidence: Sequence[Evidence | None] | None = None,
+    ) -> list[str]:
+        """The prompt explaining each of `item_ids` to this user (the evidence as data, then the
+        anchor when enabled); `strict` is the retry prompt. Items come from `catalog` (None: the
+        explainer's own). An item without evidence (empty history) gets no prompt ('')."""
+        hist_items, _ = self._items(history, item_ids, catalog)
+        evs = list(evidence) if evidence is not None else self.evidence(history, item_ids, catalog, interactions)
+        context = LLMRankerBase.context_view(history)
+        return ["" if ev is None else self._render(hist_items, ev, context, strict) for ev in evs]
+
+    # ------------------------------------------------------------------ explain
     def explain(
-        self, history: History, ranking: Ranking, top_k: int | None = None, catalog: Catalog = None
+        self, history: History, ranking: Ranking, top_k: int | None = None, catalog: Catalog = None, *,
+        interactions: Any = None, mode: str | None = None,
     ) -> Ranking:
-        """The ranking with explanations on its first `top_k` items; per-item grounding results
-        go to `diagnostics["explanations"]`. Items come from `catalog` (None: the explainer's
-        own)."""
+        """The ranking with explanations on its first `top_k` items (module doc). Items come
+        from `catalog` (None: the explainer's own); `interactions` (the fitted / training data of
+        this call) gives the co-choice counts; `mode` overrides the configured one."""
         t0 = time.perf_counter()
+        mode = mode or self.settings.mode
+        if mode not in EXPLAIN_MODES:
+            raise ConfigError(f"explain mode: must be one of {', '.join(EXPLAIN_MODES)}, got {mode!r}")
         k = self.settings.top_k if top_k is None else top_k
         targets = ranking.items[:k]
         if not targets:
             return ranking
-        hist_items, cands = self._items(history, [r.item_id for r in targets], catalog)
-        index = self.title_index(catalog)
-        gens = self.backend.generate(
-            self.build_prompts(history, [c.item_id for c in cands], catalog), self.settings.max_new_tokens,
-            repetition_penalty=self.settings.repetition_penalty,
-        )
-        anchors = [self.anchor_text(hist_items, c) for c in cands]
-        texts = [self.tidy(_join(a, g.text)) for a, g in zip(anchors, gens, strict=True)]
-        tokens_in = sum(g.tokens_in for g in gens)
-        tokens_out = sum(g.tokens_out for g in gens)
-        checks = [index.check(t, hist_items, c) for t, c in zip(texts, cands, strict=True)]
-        redo = [i for i, ch in enumerate(checks) if not ch.grounded]
-        if redo:
-            regens = self.backend.generate(
-                self.build_prompts(history, [cands[i].item_id for i in redo], catalog, strict=True),
-                self.settings.max_new_tokens,
-                repetition_penalty=self.settings.repetition_penalty,
-            )
-            for i, g in zip(redo, regens, strict=True):
-                texts[i] = self.tidy(_join(anchors[i], g.text))
-                checks[i] = index.check(texts[i], hist_items, cands[i])
-                tokens_in += g.tokens_in
-                tokens_out += g.tokens_out
-        out: dict[str, str] = {}
+        ids = [r.item_id for r in targets]
+        evs = self.evidence(history, ids, catalog, interactions)
+        texts: dict[str, str] = {}
         details: dict[str, Any] = {}
-        for i, (c, text, ch) in enumerate(zip(cands, texts, checks, strict=True)):
-            out[c.item_id] = text if ch.grounded else f"{UNGROUNDED_MARK} {text}"
-            details[c.item_id] = {
-                "grounded": ch.grounded,
-                "regenerated": i in redo,
-                "ungrounded_mentions": ch.ungrounded,
-                "cited_history": ch.cited_history,
-            }
-            if not ch.grounded:
-                log.info("explanation for %s still ungrounded after retry: %s", c.item_id, ch.ungrounded)
+        totals = {"tokens_in": 0, "tokens_out": 0, "regenerated": 0, "fallback": 0, "template": 0}
+        todo = [(i, ev) for i, ev in zip(ids, evs, strict=True) if ev is not None]
+        if mode == "template":
+            for i, ev in todo:
+                texts[i] = ev.sentence()
+                details[i] = {"mode": "template", "source": "template", "regenerated": False, "fallback": False,
+                              "unsupported": [], "evidence": ev.to_dict()}
+                totals["template"] += 1
+        elif todo:
+            self._explain_llm(history, todo, catalog, texts, details, totals)
+        for i, ev in zip(ids, evs, strict=True):
+            if ev is None:
+                details[i] = {"mode": mode, "source": None, "evidence": None}
         diag = dict(ranking.diagnostics)
         diag["explanations"] = details
-        diag["explain"] = {
-            "tokens_in": tokens_in,
-            "tokens_out": tokens_out,
-            "regenerated": len(redo),
-            "ungrounded": sum(not ch.grounded for ch in checks),
-            "latency_s": time.perf_counter() - t0,
-        }
-        return Ranking(ranking.with_explanations(out).items, diag)
+        diag["explain"] = {"mode": mode, **totals, "latency_s": time.perf_counter() - t0}
+        return Ranking(ranking.with_explanations(texts).items, diag)
+
+    def _explain_llm(
+        self, history: History, todo: list[tuple[str, Evidence]], catalog: Catalog,
+        texts: dict[str, str], details: dict[str, Any], totals: dict[str, int],
+    ) -> None:
+        vocab = self.vocabulary(catalog)
+        hist_items, _ = self._items(history, [], catalog)
+        context = LLMRankerBase.context_view(history)
+
+        def attempt(pairs: list[tuple[str, Evidence]], strict: bool) -> list[tuple[str, FaithfulnessCheck]]:
+            prompts = [self._render(hist_items, ev, context, strict) for _, ev in pairs]
+            gens = self.backend.generate(prompts, self.settings.max_new_tokens,
+                                         repetition_penalty=self.settings.repetition_penalty)
+            out = []
+            for (_, ev), g in zip(pairs, gens, strict=True):
+                totals["tokens_in"] += g.tokens_in
+                totals["tokens_out"] += g.tokens_out
+                text = self.tidy(g.text, self.anchor_text(ev))
+                out.append((text, vocab.check(text, ev)))
+            return out
+
+        first = attempt(todo, strict=False)
+        redo = [j for j, (_, ch) in enumerate(first) if not ch.faithful]
+        second = dict(zip(redo, attempt([todo[j] for j in redo], strict=True), strict=True)) if redo else {}
+        totals["regenerated"] += len(redo)
+        for j, (item_id, ev) in enumerate(todo):
+            text, ch = first[j]
+            d: dict[str, Any] = {"mode": "llm", "source": "llm", "regenerated": j in second, "fallback": False,
+                                 "unsupported": [], "first_unsupported": ch.unsupported, "evidence": ev.to_dict()}
+            if j in second:
+                text, ch2 = second[j]
+                d["retry_unsupported"] = ch2.unsupported
+                d["source"] = "llm-retry"
+                if not ch2.faithful:
+                    log.info("explanation for %s still unsupported after the retry (%s): template sentence",
+                             item_id, ", ".join(ch2.unsupported))
+                    text = ev.sentence()
+                    d["source"] = "template"
+                    d["fallback"] = True
+                    totals["fallback"] += 1
+            texts[item_id] = text
+            details[item_id] = d
 
 
-__all__ = ["Explainer", "ExplainerConfig", "TitleIndex", "GroundingCheck", "title_variants", "UNGROUNDED_MARK"]
+__all__ = ["Explainer", "ExplainerConfig", "ExplainMode", "EXPLAIN_MODES", "title_variants"]

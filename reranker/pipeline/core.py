@@ -18,6 +18,7 @@ Logged-out users and unknown user ids take the popularity path.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -55,6 +56,7 @@ class Pipeline:
         self.weights: dict[str, float] = dict(self.config.ranking.fusion.weights)
         self.fit_report: dict[str, Any] = {}
         self._explainer: Any = None
+        self._explainer_lock = threading.Lock()
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -283,8 +285,10 @@ class Pipeline:
         *,
         context: Mapping[str, Any] | None = None,
         explain: bool | None = None,
+        explain_mode: str | None = None,
     ) -> Ranking:
-        """Top-k recommendations for a user id, an ad-hoc History, or None (logged out)."""
+        """Top-k recommendations for a user id, an ad-hoc History, or None (logged out);
+        `explain_mode` (llm | template) overrides `explain.mode`."""
         self._check_fitted()
         t0 = time.perf_counter()
         history = self.history_for(user, context)
@@ -296,11 +300,12 @@ class Pipeline:
                             "latency_s": time.perf_counter() - t0}
         ranking = Ranking(ranking.items, diag)
         if (self.config.explain.enabled if explain is None else explain) and not history.is_empty:
-            ranking = self.explain(history, ranking)
+            ranking = self.explain(history, ranking, mode=explain_mode)
         return ranking
 
     def recommend_batch(
-        self, users: Sequence[str | History | None], k: int | None = None, *, explain: bool | None = None
+        self, users: Sequence[str | History | None], k: int | None = None, *, explain: bool | None = None,
+        explain_mode: str | None = None,
     ) -> list[Ranking]:
         """`recommend` for many users (stage 1 batched)."""
         from tqdm.auto import tqdm
@@ -316,21 +321,28 @@ class Pipeline:
             cands = cand_of.get(i) or self.popular.retrieve(h, n)
             r = self.rank(h, cands).top_k(k or self.config.top_k)
             if (self.config.explain.enabled if explain is None else explain) and not h.is_empty:
-                r = self.explain(h, r)
+                r = self.explain(h, r, mode=explain_mode)
             out.append(r)
         return out
 
-    def explain(self, history: History, ranking: Ranking) -> Ranking:
-        """Grounded explanations for the top `explain.top_k` items."""
+    def explain(self, history: History, ranking: Ranking, mode: str | None = None) -> Ranking:
+        """Explanations of the top `explain.top_k` items from evidence (`reranker.explain`): the
+        co-choice counts come from the fit data; `mode` (llm | template) overrides
+        `explain.mode`. The template mode needs no LLM."""
         from ..explain import Explainer, ExplainerConfig
 
-        if self.llm is None:
-            raise ConfigError("explain: needs ranking.llm (it is null)")
-        if self._explainer is None:
-            ex = self.config.explain
-            settings = ExplainerConfig(**{k: getattr(ex, k) for k in ExplainerConfig.model_fields})
-            self._explainer = Explainer(backend=self.llm.backend, explain_config=settings, catalog=self.data)
-        return self._explainer.explain(history, ranking, top_k=self.config.explain.top_k)
+        data = self._fit_data()
+        mode = mode or self.config.explain.mode
+        if mode == "llm" and self.llm is None:
+            raise ConfigError("explain: mode llm needs ranking.llm (it is null); use explain.mode: template")
+        with self._explainer_lock:
+            if self._explainer is None:
+                ex = self.config.explain
+                settings = ExplainerConfig(**{k: getattr(ex, k) for k in ExplainerConfig.model_fields})
+                backend = self.llm.backend if self.llm is not None else None
+                self._explainer = Explainer(backend=backend, explain_config=settings, catalog=data)
+            explainer = self._explainer
+        return explainer.explain(history, ranking, top_k=self.config.explain.top_k, interactions=data, mode=mode)
 
     # ------------------------------------------------------------------ persistence
     def save(self, folder: str | Path) -> Path:

@@ -84,6 +84,9 @@ class RerankRequest(_Strict):
     context: ContextMap | None = None
     mode: Literal["pointwise", "listwise", "verbalizer"] | None = None
     explain: bool = False
+    explain_mode: Literal["llm", "template"] | None = None
+    """llm: the model phrases the evidence (checked, else the template sentence); template: the
+    template sentence from the evidence alone; None: the served configuration's."""
     timeout_ms: int | None = Field(None, ge=1, le=600_000)
 
 
@@ -119,6 +122,7 @@ class RecommendRequest(_Strict):
     context: ContextMap | None = None
     k: int | None = Field(None, ge=1, le=1000)
     explain: bool = False
+    explain_mode: Literal["llm", "template"] | None = None
     timeout_ms: int | None = Field(None, ge=1, le=600_000)
 
 

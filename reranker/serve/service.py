@@ -184,7 +184,7 @@ class Service:
         def work() -> Ranking:
             try:
                 return rr.rerank(history, candidates, explain=req.explain, catalog=catalog,
-                                 context=context or None, user_id=req.user_id)
+                                 context=context or None, user_id=req.user_id, explain_mode=req.explain_mode)
             except RerankerError as e:
                 raise library_error(e) from None
 
@@ -241,7 +241,8 @@ class Service:
 
         def work() -> Ranking:
             try:
-                return pipe.recommend(user, req.k, context=context or None, explain=req.explain)
+                return pipe.recommend(user, req.k, context=context or None, explain=req.explain,
+                                      explain_mode=req.explain_mode)
             except RerankerError as e:
                 raise library_error(e) from None
 
