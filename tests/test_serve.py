@@ -222,6 +222,23 @@ def test_recommend_paths(client, pipeline):
     assert adhoc["path"] == "personal" and len(adhoc["results"]) == pipeline.config.top_k
 
 
+def test_template_explanations_need_no_llm(client, pipeline):
+    """explain_mode: template (issue 18): the evidence sentence, co-choice counts from the served data."""
+    user = str(pipeline.data.user_ids[0])
+    r = client.post("/v1/recommend", json={"user_id": user, "k": 3, "explain": True, "explain_mode": "template"})
+    assert r.status_code == 200, r.text
+    whys = [x["explanation"] for x in r.json()["results"]]
+    assert all(w and w.startswith("You may like") for w in whys)
+    hist = list(pipeline.data.history(user).items[-3:])
+    docs = [{"id": i} for i in pipeline.data.item_ids[-4:] if i not in hist][:3]
+    body = {"documents": docs, "history": hist, "explain": True, "explain_mode": "template"}
+    r = client.post("/v1/rerank", json=body)
+    assert r.status_code == 200, r.text
+    assert all(x["explanation"].startswith("You may like") for x in r.json()["results"])
+    assert_field(client.post("/v1/recommend", json={"user_id": user, "explain": True, "explain_mode": "poem"}),
+                 422, "explain_mode")
+
+
 BAD_RECOMMEND = [
     ({}, "history"),
     ({"history": []}, "history"),
