@@ -13,6 +13,7 @@ from typing import Any, Literal, NoReturn
 
 import click
 
+from .cli_batch import batch_cmd
 from .cli_data import LOAD_FORMATS, fetch_cmd, list_cmd, load_with_options, source_options
 from .errors import RerankerError
 from .types import SupportsItem, SupportsToList
@@ -407,6 +408,9 @@ def rerank_cmd(input_path: str, model: str, api_key_env: str | None,
         click.echo(f"{r.rank:>3}  {r.score:>9.3f}  {r.item_id:<12} {titles.get(r.item_id, '')}")
         if r.explanation:
             click.echo(f"       {' '.join(r.explanation.split())}")
+
+
+main.add_command(batch_cmd)
 
 
 @main.command("serve")
