@@ -105,7 +105,7 @@ def test_rating_regime_end_to_end(tmp_path):
 @pytest.mark.parametrize(
     ("patch", "message"),
     [
-        ({"protocol": {"regime": "c"}}, "protocol.regime"),
+        ({"protocol": {"regime": "d"}}, "protocol.regime"),
         ({"bogus": 1}, "bogus: unknown key"),
         ({"rankers": [{"name": "x", "type": "nope"}]}, "unknown ranker type 'nope'"),
         ({"rankers": [{"name": "x", "type": "pop"}, {"name": "x", "type": "itemcf"}]}, "unique"),

@@ -26,8 +26,9 @@ from ..config import BaseConfig, nested_config_error
 from ..errors import ConfigError
 from ..ranking.baselines import RandomRanker, RankerAsScorer, RetrieverScorer
 from ..registry import LLM_RANKER_TYPES, RANKERS, RETRIEVERS, BuildContext
-from .specs import MAX_LIST, DataSpec, PositionBiasSpec, RatingSpec, SyntheticSpec
+from .specs import MAX_LIST, ColdSpec, DataSpec, PositionBiasSpec, RatingSpec, SyntheticSpec
 from .specs import MAX_POSITIONS as MAX_POSITIONS  # re-exported (moved to specs)
+from .specs import field_error as _field_error
 
 if TYPE_CHECKING:
     from ..data.dataset import Dataset
@@ -69,6 +70,7 @@ DATA_FORMATS = ("csv", "parquet", "jsonl", "movielens", "recbole", "amazon2023")
 __all__ = [
     "SyntheticSpec",
     "DataSpec",
+    "ColdSpec",
     "PositionBiasSpec",
     "InjectionSpec",
     "RatingSpec",
@@ -106,14 +108,18 @@ class InjectionSpec(BaseConfig):
 
 
 class ProtocolSpec(BaseConfig):
-    """How the rankers are evaluated."""
+    """How the rankers are evaluated: regime ``a`` (stage-1 top-n reranked), ``b`` (target +
+    sampled negatives), ``c`` (cold start: ``cold`` says which kind) or ``rating``."""
 
-    regime: Literal["a", "b", "rating"] = "a"
+    regime: Literal["a", "b", "c", "rating"] = "a"
     stage: Literal["validation", "test"] = "test"
     n_candidates: int = Field(20, ge=2, le=MAX_LIST)
     """Stage-1 candidates per user in regime A (at most 1000)."""
     n_negatives: int = Field(19, ge=1, le=MAX_LIST - 1)
-    """Sampled negatives per user in regime B (the list holds n_negatives + 1 <= 1000 items)."""
+    """Sampled negatives per user in regimes B and C (the list holds n_negatives + 1 <= 1000
+    items; regime C cold items: other cold items)."""
+    cold: ColdSpec = Field(default_factory=ColdSpec)
+    """Regime C: cold items or cold users (`reranker.evaluation.cold_start`)."""
     history_cap: int = Field(20, ge=1)
     users: int | None = Field(None, ge=1)
     """Evaluate the first N users of a seeded order (None: all; a larger N than the data holds
@@ -144,6 +150,17 @@ class ProtocolSpec(BaseConfig):
         if not v:
             raise ValueError("seeds must name at least one seed")
         return v
+
+    @model_validator(mode="after")
+    def _regime_c(self) -> ProtocolSpec:
+        if self.regime != "c" and "cold" in self.model_fields_set:
+            raise _field_error("cold", f"applies to regime c only (regime is {self.regime!r})")
+        if self.regime == "c" and self.stage != "test":
+            raise _field_error("stage", "regime c evaluates the test stage only (the cold targets); "
+                               "remove stage or set it to test")
+        return self
+
+
 
 
 class RetrieverSpec(BaseConfig):

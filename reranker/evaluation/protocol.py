@@ -10,6 +10,10 @@ in time ordered by ``protocol.ties`` / ``tie_seed`` (``reranker.data.ordering``)
 - **Regime B** (``regime_b_lists``): the target plus ``n_negatives`` (19) items sampled uniformly
   from the catalog, never an item of the user's full known history nor the target, shuffled; all
   seeded per (seed, user), so a subset of users gets the same lists; NDCG@1/5/10, HR@1, HR@5.
+- **Regime C** (cold start, `reranker.evaluation.cold_start`): cold items (the newest share of
+  the items loses every interaction; the target and negatives are cold items) or cold users (a
+  share of the users loses every interaction; histories cut to their last 1/3/5 items); the
+  lists are drawn like regime B's from the cold / warm item pool; the metrics are regime B's.
 - **Position bias** (``place_target``): the target is forced to a given position of the list the
   ranker sees.
 
@@ -108,13 +112,16 @@ def regime_b_lists(
     item_ids: Sequence[str] | np.ndarray,
     n_negatives: int = 19,
     seed: int = 0,
+    salt: str = "regime-b",
 ) -> dict[str, list[str]]:
-    """Per user: the target plus ``n_negatives`` sampled unseen items, shuffled (seeded)."""
+    """Per user: the target plus ``n_negatives`` items of ``item_ids`` the user never touched,
+    shuffled (seeded by seed, user and ``salt``; regime C draws from its own pools with its
+    own salts)."""
     ids = np.asarray([str(i) for i in item_ids], dtype=object)
     pos = {x: i for i, x in enumerate(ids.tolist())}
     out: dict[str, list[str]] = {}
     for u in users:
-        rng = user_rng(seed, u, "regime-b")
+        rng = user_rng(seed, u, salt)
         t = str(targets[u])
         lst = [t, *sample_negatives(known.get(u, ()), t, ids, n_negatives, rng, pos)]
         out[u] = [lst[i] for i in rng.permutation(len(lst))]

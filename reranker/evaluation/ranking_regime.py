@@ -1,9 +1,11 @@
-"""Regimes A and B, seed by seed: build the candidate lists, rank them with every configured
+"""Regimes A, B and C, seed by seed: build the candidate lists, rank them with every configured
 ranker, score the rankings (metrics with CIs, diagnostics, paired differences), run the
 position-bias sweep, and pool the seeds.
 
 Regime A ranks the stage-1 retriever's top-n (fitted once, shared by all seeds) and reports its
-Recall@n ceiling; regime B ranks the target plus ``n_negatives`` sampled unseen items (seeded).
+Recall@n ceiling; regime B ranks the target plus ``n_negatives`` sampled unseen items (seeded);
+regime C (`reranker.evaluation.cold_start`) ranks cold-item or cold-user lists with every model
+fitted on the data without them, one block of results per history cut (cold users).
 """
 
 from __future__ import annotations
@@ -27,12 +29,17 @@ log = logging.getLogger(__name__)
 __all__ = ["run_ranking", "rank_all", "score_run", "pool_seeds"]
 
 
-def run_ranking(run: RunContext, data: Any, results: list[Any], data_summary: MutableMapping[str, Any]) -> None:
-    """Every seed of a ranking regime; appends one :class:`SeedResult` per seed to ``results``
-    and adds the evaluated-user counts to ``data_summary``."""
+def run_ranking(run: RunContext, data: Any, results: list[Any], data_summary: MutableMapping[str, Any],
+                protocol_summary: MutableMapping[str, Any] | None = None) -> None:
+    """Every seed of a ranking regime; appends one :class:`SeedResult` per seed (regime C: per
+    seed and block) to ``results``, adds the evaluated-user counts to ``data_summary`` and, in
+    regime C, what the cold set is to ``protocol_summary``."""
     from ..data.splits import leave_one_out
 
     cfg, pr = run.config, run.protocol
+    if pr.regime == "c":
+        _run_cold(run, data, results, data_summary, protocol_summary if protocol_summary is not None else {})
+        return
     split = leave_one_out(data, min_interactions=cfg.data.min_interactions)
     fit_data = split.fit_data(pr.stage)
     histories = split.histories(pr.stage, cap=pr.history_cap)
@@ -77,6 +84,51 @@ def run_ranking(run: RunContext, data: Any, results: list[Any], data_summary: Mu
         run.flush()
 
 
+def _run_cold(run: RunContext, data: Any, results: list[Any], data_summary: MutableMapping[str, Any],
+              protocol_summary: MutableMapping[str, Any]) -> None:
+    """Regime C: every model fitted on the data without the cold items / users (and the learned
+    head on that data's own validation stage); per seed one set of lists, ranked once per block
+    of histories with the same built rankers."""
+    from .cold_start import cold_setup, describe, fallback
+
+    cfg, pr = run.config, run.protocol
+    setup = cold_setup(data, pr, cfg.data.min_interactions)
+    users = run.select_users(setup.users)
+    data_summary.update({"evaluated_users": len(users), "eligible_users": len(setup.users),
+                         "excluded_users": int(sum(setup.excluded.values()))})
+    protocol_summary["split"] = describe(setup, pr.n_negatives, pr.cold)
+    protocol_summary["cold"] = {
+        **pr.cold.model_dump(mode="json", include=_COLD_FIELDS[setup.kind]), **setup.summary(),
+        "fallbacks": {s.name: fallback(s.type, setup.kind, s.params) for s in cfg.rankers},
+    }
+    fp = data_fingerprint(setup.fit_data)
+    for seed in run.seeds:
+        build = BuildContext(fit_data=setup.fit_data, catalog=data, cache=run.cache, seed=seed,
+                             split=setup.head_split)
+        lists = setup.lists(users, pr.n_negatives, seed)
+        built: dict[str, Any] | None = None
+        for block in setup.blocks:
+            ctx = SeedContext(
+                run=run, seed=seed, data=data, split=setup.head_split, build=build, users=users,
+                histories=block.histories, targets=setup.targets, lists=lists, fingerprint=fp,
+                metric_names=metric_names(pr),
+            )
+            result = SeedResult(seed=seed, regime="c", block=block.name)
+            results.append(result)
+            built = rank_all(ctx, result, built)
+            if pr.position_bias.enabled:
+                bias_sweep(ctx, result)
+            if pr.injection.enabled:
+                from .injection import injection_sweep
+
+                injection_sweep(ctx, result)
+            run.flush()
+
+
+_COLD_FIELDS = {"items": {"kind", "item_share", "item_select", "min_history", "seed"},
+                "users": {"kind", "user_share", "history_cuts", "seed"}}
+
+
 def _stage1(
     run: RunContext, build: BuildContext, histories: Mapping[str, Any], targets: Mapping[str, str],
     users: list[str], seed: int,
@@ -107,12 +159,13 @@ def build_all(ctx: SeedContext) -> dict[str, Any]:
     return built
 
 
-def rank_all(ctx: SeedContext, result: SeedResult) -> None:
-    """Rank and score the seed's lists with every ranker, writing partial results as it goes."""
+def rank_all(ctx: SeedContext, result: SeedResult, built: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Rank and score the seed's lists with every ranker, writing partial results as it goes;
+    returns the built rankers (``built``: rankers built for another block of the same seed)."""
     from ..ranking.learned import LearnedFusionRanker
 
     run = ctx.run
-    built = build_all(ctx)
+    built = built if built is not None else build_all(ctx)
     runs: dict[str, RankerRun] = {}
     for spec in run.config.rankers:
         ranker = built[spec.name]
@@ -140,6 +193,7 @@ def rank_all(ctx: SeedContext, result: SeedResult) -> None:
         entry.complete = True
         run.flush()
     _paired(ctx, result, runs)
+    return built
 
 
 def _paired(ctx: SeedContext, result: SeedResult, runs: Mapping[str, RankerRun]) -> None:
@@ -210,7 +264,17 @@ def score_run(ctx: SeedContext, r: RankerRun, partial: bool) -> RankerScores:
 
 
 def pool_seeds(results: Sequence[SeedResult], n_boot: int) -> dict[str, Any]:
-    """Per ranker: per-user metrics averaged over seeds, then mean and CI over users."""
+    """Per ranker: per-user metrics averaged over seeds, then mean and CI over users (per block
+    of regime C: keyed ``"<ranker> [<block>]"``)."""
+    out: dict[str, Any] = {}
+    for b in dict.fromkeys(r.block for r in results):
+        for name, cell in _pool_block([r for r in results if r.block == b], n_boot).items():
+            out[name if b is None else f"{name} [{b}]"] = cell
+    return out
+
+
+def _pool_block(results: Sequence[SeedResult], n_boot: int) -> dict[str, Any]:
+    """`pool_seeds` over the seeds of one block."""
     pooled: dict[str, Any] = {}
     for name, first in results[0].rankers.items():
         assert first.scores is not None

@@ -1,7 +1,7 @@
 """Typed records of an experiment run; each serialises (``to_dict``) to exactly the dict that
 results.json has always held, keys in the same order.
 
-Ranking regimes (A, B), per seed: a :class:`SeedResult` holding one :class:`RankerEntry` per
+Ranking regimes (A, B, C), per seed (regime C with cold users: per seed and history cut): a :class:`SeedResult` holding one :class:`RankerEntry` per
 ranker (its :class:`RankerScores`, paired differences, timing), the :class:`Stage1Ceiling`
 (regime A), :class:`PairedDiff` rows and the :class:`BiasSweep`. The per-user outputs of ranking
 one set of lists are a :class:`RankerRun`, built from :class:`CachedRanking` values (the form a
@@ -200,7 +200,8 @@ class BiasSweep:
 
 @dataclass
 class SeedResult:
-    """One seed of a ranking regime (A or B): one entry of results.json's ``runs``."""
+    """One seed of a ranking regime (A, B or C): one entry of results.json's ``runs`` (regime C
+    with cold users: one per seed and history cut, named by ``block``)."""
 
     seed: int
     regime: str
@@ -211,13 +212,14 @@ class SeedResult:
     position_bias: BiasSweep | None = None
     injection: dict[str, Any] | None = None
     """The injection sweep (`reranker.evaluation.injection.injection_sweep`), when enabled."""
+    block: str | None = None
+    """Regime C with cold users: which history cut (``"history 3"``); None otherwise."""
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "seed": self.seed,
-            "regime": self.regime,
-            "rankers": {name: e.to_dict() for name, e in self.rankers.items()},
-        }
+        out: dict[str, Any] = {"seed": self.seed, "regime": self.regime}
+        if self.block is not None:
+            out["block"] = self.block
+        out["rankers"] = {name: e.to_dict() for name, e in self.rankers.items()}
         if self.stage1 is not None:
             out["stage1"] = self.stage1.to_dict()
         if self.paired_vs is not None:

@@ -129,8 +129,12 @@ def _header_lines(res: Mapping[str, Any]) -> list[str]:
     if status != "complete":
         lines += [f"**Status: {status}** (partial results)", ""]
     regime = pr.get("regime")
-    label = {"a": "Regime A (stage-1 top-n reranked)", "b": "Regime B (target + sampled negatives)", "rating": "Rating prediction"}.get(regime, str(regime))
-    lines.append(f"- Protocol: {label}; split: {pr.get('split')}; stage: {pr.get('stage')}")
+    label = {"a": "Regime A (stage-1 top-n reranked)", "b": "Regime B (target + sampled negatives)",
+             "c": "Regime C (cold start)", "rating": "Rating prediction"}.get(regime, str(regime))
+    if regime == "c":
+        lines.append(f"- Protocol: {label}; stage: {pr.get('stage')}. {pr.get('split')}")
+    else:
+        lines.append(f"- Protocol: {label}; split: {pr.get('split')}; stage: {pr.get('stage')}")
     if pr.get("time_features"):
         lines.append(f"- Time-based features: {pr['time_features']}")
     if regime != "rating":
@@ -163,6 +167,30 @@ def _header_lines(res: Mapping[str, Any]) -> list[str]:
     if res.get("config_file"):
         lines.append(f"- Config: `{res['config_file']}`; overrides: {res.get('overrides')}")
     lines.append("")
+    if regime == "c" and pr.get("cold"):
+        lines += _cold_lines(pr["cold"])
+    return lines
+
+
+def _cold_lines(cold: Mapping[str, Any]) -> list[str]:
+    """Regime C: the cold set in numbers and what each row does when it has nothing to go on."""
+    excluded = cold.get("excluded_users") or {}
+    parts = [f"{n} ({why})" for why, n in excluded.items() if n]
+    size = (f"{cold.get('cold_items')} cold items" if cold.get("kind") == "items"
+            else f"{cold.get('cold_users')} cold users, history cuts {cold.get('history_cuts')}")
+    lines = [
+        "## Cold start",
+        "",
+        f"- Cold set: {size}; evaluated users: {cold.get('evaluated_users')}; not evaluated: "
+        + (", ".join(parts) if parts else "none"),
+        f"- Fit data (every model): {cold.get('fit_interactions')} interactions over {cold.get('fit_items')} "
+        f"catalog items; negatives drawn from {cold.get('negative_pool')} items",
+        "",
+    ]
+    fb = cold.get("fallbacks") or {}
+    if fb:
+        lines += ["What each row falls back to when it has nothing to go on:", ""]
+        lines += _table(["ranker", "fallback"], [[n, str(t)] for n, t in fb.items()]) + [""]
     return lines
 
 
@@ -172,7 +200,8 @@ def _ranking_sections(res: Mapping[str, Any]) -> list[str]:
         rankers = run.get("rankers", {})
         if not rankers:
             continue
-        lines += [f"## Seed {run.get('seed')}", ""]
+        block = f" — {run['block']}" if run.get("block") else ""
+        lines += [f"## Seed {run.get('seed')}{block}", ""]
         st = run.get("stage1")
         if st:
             (metric, cell), = st["recall@n"].items()

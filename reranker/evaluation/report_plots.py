@@ -38,15 +38,21 @@ def make_plots(res: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
     runs = [r for r in res.get("runs", []) if r.get("rankers")]
     if not runs:
         return made
-    run = runs[0]
-    for fn in (_plot_ndcg, _plot_pr, _plot_heatmap, _plot_bias):
-        try:
-            p = fn(run, out)
-        except Exception:  # one broken plot must not stop the others
-            log.exception("plot %s failed", fn.__name__)
-            p = None
-        if p:
-            made.append(p)
+    # the first seed; regime C with cold users: each of its blocks (history cuts), files suffixed
+    first = [r for r in runs if r.get("seed") == runs[0].get("seed")]
+    blocks = first if len(first) > 1 and all(r.get("block") for r in first) else runs[:1]
+    for run in blocks:
+        suffix = "-" + "".join(ch if ch.isalnum() else "-" for ch in run["block"]) if len(blocks) > 1 else ""
+        for fn in (_plot_ndcg, _plot_pr, _plot_heatmap, _plot_bias):
+            try:
+                p = fn(run, out)
+                if p and suffix:
+                    p = p.replace(p.with_name(f"{p.stem}{suffix}{p.suffix}"))
+            except Exception:  # one broken plot must not stop the others
+                log.exception("plot %s failed", fn.__name__)
+                p = None
+            if p:
+                made.append(p)
     return made
 
 

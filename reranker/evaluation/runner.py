@@ -12,7 +12,7 @@ latency measured when it was computed.
 Layout: :class:`ExperimentRunner` holds one run's state and writes its files. What the stages
 read travels in a :class:`~.run_context.RunContext` (and, per seed of a ranking regime, a
 :class:`~.run_context.SeedContext`); what they produce are the typed records of
-:mod:`.records`. The stages: :mod:`.ranking_regime` (regimes A and B), :mod:`.ranking_run` (the
+:mod:`.records`. The stages: :mod:`.ranking_regime` (regimes A, B and C; C's cold set from :mod:`.cold_start`), :mod:`.ranking_run` (the
 cached ranking engine), :mod:`.bias` (position-bias sweep), :mod:`.rating_regime` (MAE / RMSE vs
 K); :mod:`.results_io` writes the JSON.
 """
@@ -144,7 +144,8 @@ class ExperimentRunner:
             "protocol": {
                 "regime": pr.regime,
                 "stage": pr.stage,
-                "split": "chronological leave-one-out" if pr.regime != "rating" else f"random {1 - pr.rating.test_ratio:.0%}/{pr.rating.test_ratio:.0%}",
+                "split": {"rating": f"random {1 - pr.rating.test_ratio:.0%}/{pr.rating.test_ratio:.0%}",
+                          "c": f"cold start (regime C, cold {pr.cold.kind})"}.get(pr.regime, "chronological leave-one-out"),
                 # how ties in time are ordered (split targets, histories); not used by the rating split
                 "ties": pr.ties if pr.regime != "rating" else None,
                 "tie_seed": pr.tie_seed if pr.regime != "rating" and pr.ties == "random" else None,
@@ -180,8 +181,8 @@ class ExperimentRunner:
             if self.cfg.protocol.regime == "rating":
                 rating_regime.run_rating(self.context, data, self.runs)
             else:
-                run_ranking(self.context, data, self.runs, self._top["data"])
-            if len(self.runs) > 1:
+                run_ranking(self.context, data, self.runs, self._top["data"], self._top["protocol"])
+            if len(self.seeds) > 1 and self.runs:
                 self._top["pooled"] = self._pool_seeds()
             self.flush("complete")
         except KeyboardInterrupt:

@@ -9,11 +9,13 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ..config import BaseConfig
+from ..config import BaseConfig, nested_config_error
+from ..errors import ConfigError
 
 __all__ = [
     "MAX_LIST",
     "MAX_POSITIONS",
+    "ColdSpec",
     "DataSpec",
     "PositionBiasSpec",
     "RatingSpec",
@@ -85,6 +87,59 @@ class PositionBiasSpec(BaseConfig):
             raise ValueError(f"at most {MAX_POSITIONS} positions, each < {MAX_LIST} (the largest candidate list)")
         return v
 
+
+
+class ColdSpec(BaseConfig):
+    """Regime C (cold start), `reranker.evaluation.cold_start`.
+
+    ``kind: items``: the ``item_share`` newest items by first interaction (``item_select:
+    random``: a seeded random share) lose every interaction from training and from the fit
+    catalog; each user who interacted with one is tested on the first one (in time) against
+    ``n_negatives`` other cold items the user never touched, with the warm items before it as
+    history (users with fewer than ``min_history`` such items are not evaluated).
+
+    ``kind: users``: a seeded ``user_share`` of the users (those with more than
+    ``max(history_cuts)`` interactions) lose every interaction from training; each is tested on
+    the last item against ``n_negatives`` warm items never touched, once per cut of the
+    history to its last k items (each cut a block of its own in the results)."""
+
+    kind: Literal["items", "users"] = "items"
+    item_share: float = Field(0.1, gt=0.0, lt=1.0)
+    """Share of the items with interactions that become cold (kind items)."""
+    item_select: Literal["newest", "random"] = "newest"
+    """Which items become cold: the newest by first interaction (ties in time by a seeded
+    order), or a seeded random share (kind items; ``newest`` needs timestamps)."""
+    min_history: int = Field(1, ge=1)
+    """Warm items a user must have before the cold target to be evaluated (kind items)."""
+    user_share: float = Field(0.2, gt=0.0, lt=1.0)
+    """Share of the eligible users that become cold (kind users)."""
+    history_cuts: list[int] = Field(default_factory=lambda: [1, 3, 5])
+    """History lengths the cold users are evaluated with, one block each (kind users)."""
+    seed: int = Field(0, ge=0)
+    """Seed of the cold set (ties among the newest items, the random item share, the users)."""
+
+    @field_validator("history_cuts")
+    @classmethod
+    def _cuts(cls, v: list[int]) -> list[int]:
+        if not v or any(k < 1 for k in v) or len(set(v)) != len(v):
+            raise ValueError("give one or more distinct history lengths >= 1, e.g. [1, 3, 5]")
+        return sorted(v)
+
+    @model_validator(mode="after")
+    def _fields_of_kind(self) -> ColdSpec:
+        own = {"items": {"item_share", "item_select", "min_history"}, "users": {"user_share", "history_cuts"}}
+        other = own["users" if self.kind == "items" else "items"]
+        wrong = sorted(other & self.model_fields_set)
+        if wrong:
+            raise field_error(wrong[0], f"not used with kind {self.kind!r} (remove it, or set kind)")
+        return self
+
+
+def field_error(field: str, msg: str) -> Exception:
+    """Raised inside a model validator: reported as ``<model's path>.<field>: msg``."""
+    error = ConfigError(f"{field}: {msg}")
+    error.lines = [(field, msg)]
+    return nested_config_error(error)
 
 
 class RatingSpec(BaseConfig):
