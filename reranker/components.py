@@ -104,14 +104,21 @@ def build_random(config: RandomConfig, ctx: BuildContext) -> Any:
 def build_cf_scorer(config: Any, ctx: BuildContext) -> Any:
     """A CF model (fitted on ``ctx.fit_data``, shared between rows asking for the same one) as a
     scorer of the candidates."""
-    from .data.dataset import Dataset
     from .ranking.base import ScorerRanker
+
+    name = ctx.name or config.type
+    return ScorerRanker(_retriever_scorer(config, ctx, name), name=name)
+
+
+def _retriever_scorer(config: Any, ctx: BuildContext, name: str) -> Any:
+    """A CF model fitted on ``ctx.fit_data`` (shared between rows asking for the same one) as a
+    `Scorer` of candidates."""
+    from .data.dataset import Dataset
     from .ranking.baselines import RetrieverScorer
 
     retriever = ctx.retriever(config)
-    name = ctx.name or config.type
     n_items = ctx.catalog.n_items if isinstance(ctx.catalog, Dataset) else len(ctx.catalog or ())
-    return ScorerRanker(RetrieverScorer(retriever, n_items, name), name=name)
+    return RetrieverScorer(retriever, n_items, name)
 
 
 def build_bert(config: Any, ctx: BuildContext) -> Any:
@@ -150,6 +157,11 @@ def build_llm(config: Any, ctx: BuildContext) -> Any:
         raise ConfigError(f"{config.type}: {e}") from None
     if ctx.name:
         ranker.name = ctx.name
+    scorer = getattr(config, "cf_hint_scorer", None)
+    if scorer is not None:  # candidates without stage-1 scores (regime B) get a CF model's first
+        from .ranking.hints import Stage1Rescorer
+
+        ranker = Stage1Rescorer(ranker, _retriever_scorer(scorer, ctx, scorer.type), source=scorer.type)
     return ranker
 
 

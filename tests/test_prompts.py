@@ -14,15 +14,16 @@ def test_builtin_templates_all_load_and_declare_variables():
     assert builtin_prompt_dirs(), "no built-in prompt folder found"
     lib = PromptLibrary()
     lib.check()
-    assert lib.get("rank_listwise").variables == {"history", "candidates", "context", "strict", "n"}
-    assert lib.get("score_pointwise").variables == {"history", "candidate", "context"}
+    assert lib.get("rank_listwise").variables == {"history", "candidates", "context", "strict", "n", "cf_hint"}
+    assert lib.get("score_pointwise").variables == {"history", "candidate", "context", "cf_hint"}
     assert set(TEMPLATE_NAMES) == {"rank_listwise", "score_pointwise", "rank_verbalizer", "explain"}
 
 
 def test_render_pointwise_includes_context_and_candidate_last():
     lib = PromptLibrary()
     text = lib.render(
-        "score_pointwise", history=[ITEM], candidate=dict(ITEM, title="Casino"), context={"device": "mobile"}
+        "score_pointwise", history=[ITEM], candidate=dict(ITEM, title="Casino"), context={"device": "mobile"},
+        cf_hint="none",
     )
     assert "device: mobile" in text
     assert '"Heat" (Action, 1995)' in text  # compact details: category and attribute values
@@ -34,7 +35,7 @@ def test_render_pointwise_includes_context_and_candidate_last():
 def test_listwise_uses_numbers_not_titles_as_labels():
     lib = PromptLibrary()
     cands = [dict(ITEM, label=str(i + 1), title=f"T{i}") for i in range(3)]
-    text = lib.render("rank_listwise", history=[], candidates=cands, context={}, strict=True, n=3)
+    text = lib.render("rank_listwise", history=[], candidates=cands, context={}, strict=True, n=3, cf_hint="none")
     assert '[1] "T0"' in text and '[3] "T2"' in text
     assert "ONLY the numbers 1 to 3" in text
 
@@ -42,7 +43,7 @@ def test_listwise_uses_numbers_not_titles_as_labels():
 def test_missing_variable_at_render_names_template_and_variable():
     lib = PromptLibrary()
     with pytest.raises(PromptError, match=r"'score_pointwise'.*'context'"):
-        lib.render("score_pointwise", history=[], candidate=ITEM)
+        lib.render("score_pointwise", history=[], candidate=ITEM, cf_hint="none")
 
 
 def test_attribute_typo_at_render_is_prompt_error():
@@ -151,7 +152,8 @@ def test_partials_nest_and_missing_or_dynamic_includes_fail_at_load(tmp_path):
 
 def test_user_partial_overrides_the_builtin_one(tmp_path):
     (tmp_path / "_context.j2").write_text("CTX {{ context|length }}\n")
-    text = PromptLibrary(tmp_path).render("score_pointwise", history=[], candidate=ITEM, context={"a": 1})
+    text = PromptLibrary(tmp_path).render("score_pointwise", history=[], candidate=ITEM, context={"a": 1},
+                                          cf_hint="none")
     assert "CTX 1" in text and "Context:" not in text
 
 

@@ -15,6 +15,8 @@ from ..config import BaseConfig
 if TYPE_CHECKING:
     import numpy as np
 
+    from .constrained import LabelList
+
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
 """Where the `openai` backend looks when neither the model spec nor `server.base_url` gives a URL."""
@@ -56,6 +58,16 @@ class ServerConfig(BaseConfig):
     token ids ending in the label's token, reading its exact log-probability from vLLM's
     `prompt_logprobs` (no label is ever missing; the server's prefix cache makes the extra
     calls cheap)."""
+
+    constrained_decoding: Literal["grammar", "vllm", "vllm-guided", "none"] = "none"
+    """How the server holds a listwise answer to the candidates' labels (the listwise ranker's
+    `decoding: constrained`): `grammar`, a GBNF grammar in the `grammar` field of
+    /v1/completions (llama.cpp's server, llama-cpp-python); `vllm`, a regex in
+    `structured_outputs` (vLLM >= 0.10.2; the only form from 0.12); `vllm-guided`, the same
+    regex as `guided_regex` (vLLM before 0.12); `none`, the server has no such mechanism
+    (constrained decoding is then an error: use `decoding: free`). The grammar and the regex
+    enforce the format, the label range and the count; repeated labels are left to the
+    parser (counted as duplicates, the missing candidates filled in)."""
 
     @field_validator("base_url")
     @classmethod
@@ -210,6 +222,21 @@ class LLMBackend(Protocol):
 
 
 @runtime_checkable
+class ConstrainedListBackend(Protocol):
+    """A backend that can hold a generation to a list of labels (select-only listwise decoding,
+    `reranker.llm.constrained`): in process with a logits processor (distinct labels by
+    construction), behind a server with its grammar or guided decoding."""
+
+    def generate_label_list(
+        self,
+        prompts: Sequence[str],
+        answer: LabelList,
+        max_new_tokens: int | None = None,
+        seed: int = 0,
+    ) -> list[Generation]: ...
+
+
+@runtime_checkable
 class HiddenStatesBackend(Protocol):
     """A backend whose `score_prompts(..., return_hidden=True)` returns the final hidden state
     at the scoring position (the learned fusion head's `h_LLM`)."""
@@ -259,6 +286,7 @@ __all__ = [
     "ScoreResult",
     "Generation",
     "LLMBackend",
+    "ConstrainedListBackend",
     "HiddenStatesBackend",
     "PrefixScoringBackend",
     "TorchBackend",

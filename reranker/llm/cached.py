@@ -25,6 +25,7 @@ import numpy as np
 from ..cache import KVCache, NullCache, prompt_key
 from ..errors import ModelError
 from .base import (
+    ConstrainedListBackend,
     Generation,
     HiddenStatesBackend,
     LLMBackend,
@@ -32,6 +33,7 @@ from .base import (
     PrefixScoringBackend,
     ScoreResult,
 )
+from .constrained import LabelList
 
 log = logging.getLogger(__name__)
 
@@ -230,3 +232,50 @@ class CachedBackend:
         else:
             self.cached_calls += 1
         return [g for g in out if g is not None]
+
+    def generate_label_list(
+        self,
+        prompts: Sequence[str],
+        answer: LabelList,
+        max_new_tokens: int | None = None,
+        seed: int = 0,
+    ) -> list[Generation]:
+        """`ConstrainedListBackend.generate_label_list`, cached per prompt under the label list
+        and the way it is enforced (in process: the logits processor; a server: its
+        `constrained_decoding` setting); the real backend must be able to do it."""
+        self.calls += 1
+        server = self.config.server
+        how = "logits_processor" if self.config.backend != "openai" else (
+            server.constrained_decoding if server is not None else "none")
+        keys = [prompt_key(self.model_id, p, op="generate_label_list", max_new_tokens=max_new_tokens, seed=seed,
+                           answer=answer.key(), how=how) for p in prompts]
+        found = self.cache.get_many(keys)
+        missing = [i for i, k in enumerate(keys) if k not in found]
+        out: list[Generation | None] = [None] * len(prompts)
+        for i, k in enumerate(keys):
+            if k in found:
+                out[i] = _generation(found[k])
+        if missing:
+            inner = self.inner
+            if not isinstance(inner, ConstrainedListBackend):
+                raise ModelError(f"{type(inner).__name__} cannot hold a generation to a label list "
+                                 "(decoding: constrained); use decoding: free")
+            gens = inner.generate_label_list([prompts[i] for i in missing], answer, max_new_tokens, seed=seed)
+            new = {}
+            for i, g in zip(missing, gens, strict=True):
+                out[i] = g
+                new[keys[i]] = _generation_entry(g)
+            self.cache.put_many(new)
+        else:
+            self.cached_calls += 1
+        return [g for g in out if g is not None]
+
+
+def _generation(hit: dict[str, Any]) -> Generation:
+    return Generation(text=hit["text"], tokens_in=int(hit["tokens_in"]), tokens_out=int(hit["tokens_out"]),
+                      latency_s=float(hit["latency_s"]), meta=dict(hit.get("meta") or {}))
+
+
+def _generation_entry(g: Generation) -> dict[str, Any]:
+    return {"text": g.text, "tokens_in": g.tokens_in, "tokens_out": g.tokens_out, "latency_s": g.latency_s,
+            "meta": g.meta}

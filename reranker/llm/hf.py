@@ -10,14 +10,17 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ModelError
 from .base import Generation, LLMConfig
 from .hf_scoring import HFScoring, split_common_prefix
 from .local_tokens import TokenizerText
 from .models import apply_adapter, materialize
+
+if TYPE_CHECKING:
+    from .constrained import LabelList, TokenTable
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +102,7 @@ class HFBackend(TokenizerText, HFScoring):
         self._head_w = head.weight
         self._head_b = getattr(head, "bias", None)
         self._label_cache: dict[tuple[str, ...], list[int]] = {}
+        self._token_tables: dict[frozenset[str], TokenTable] = {}
         self._packed = False
         if self.config.scoring == "packed":
             from . import packed
@@ -184,6 +188,53 @@ class HFBackend(TokenizerText, HFScoring):
     ) -> list[Generation]:
         """Batched generation (left padding); greedy unless config.temperature > 0.
         `repetition_penalty` > 1 discourages the loops small models fall into."""
+        return self._generate(prompts, max_new_tokens, seed, repetition_penalty)
+
+    def generate_label_list(
+        self,
+        prompts: Sequence[str],
+        answer: LabelList,
+        max_new_tokens: int | None = None,
+        seed: int = 0,
+    ) -> list[Generation]:
+        """`generate` with the answer held to `answer`'s label list (`ConstrainedListBackend`):
+        a logits processor lets through only the tokens that keep the text a prefix of a list
+        of distinct labels, and end-of-text once the list is complete
+        (`reranker.llm.constrained`)."""
+        from .constrained import LabelListConstraint, LabelListProcessor
+
+        table = self.token_table(answer.alphabet)
+
+        def constrain(rows: int) -> dict[str, Any]:
+            from transformers import LogitsProcessorList
+
+            proc = LabelListProcessor(LabelListConstraint(answer, table, rows))
+            return {"logits_processor": LogitsProcessorList([proc]), "eos_token_id": list(table.end_ids)}
+
+        gens = self._generate(prompts, max_new_tokens, seed, None, constrain)
+        for g in gens:
+            g.meta["constrained"] = "logits_processor"
+        return gens
+
+    def token_table(self, alphabet: frozenset[str]) -> TokenTable:
+        """The tokens made only of `alphabet`'s characters (built once per alphabet)."""
+        from .constrained import TokenTable
+
+        with _LOCK:
+            table = self._token_tables.get(alphabet)
+            if table is None:
+                table = self._token_tables[alphabet] = TokenTable.from_tokenizer(self.tokenizer, alphabet)
+        return table
+
+    def _generate(
+        self,
+        prompts: Sequence[str],
+        max_new_tokens: int | None,
+        seed: int,
+        repetition_penalty: float | None,
+        extra: Callable[[int], dict[str, Any]] | None = None,
+    ) -> list[Generation]:
+        """`generate`; `extra(rows)` adds keyword arguments to each batch's `model.generate`."""
         if not prompts:  # (the tokenizer fails on an empty batch)
             return []
         torch = self._torch
@@ -218,6 +269,8 @@ class HFBackend(TokenizerText, HFScoring):
                     gen_kwargs["temperature"] = self.config.temperature
                 else:
                     gen_kwargs.update(temperature=None, top_p=None, top_k=None)
+                if extra is not None:
+                    gen_kwargs.update(extra(len(idx)))
                 with torch.inference_mode():
                     out = self.model.generate(**enc, **gen_kwargs)
                 dt = time.perf_counter() - t0

@@ -14,7 +14,10 @@ servers, Ollama, hosted APIs).
   (vLLM) each label's exact log-probability is read from `prompt_logprobs` instead
   (`reranker.llm.label_scores`).
 - Generations (listwise, explanations) are greedy `/v1/completions` calls (temperature 0,
-  repetition penalty 1 unless given).
+  repetition penalty 1 unless given). A listwise answer held to the candidates' labels
+  (`generate_label_list`) carries the server's own constraint, per
+  `server.constrained_decoding`: a GBNF `grammar` (llama.cpp), a regex in
+  `structured_outputs` (vLLM) or `guided_regex` (vLLM before 0.12).
 - Every call of a list runs concurrently, at most `server.max_concurrency` requests in flight
   over all threads and event loops sharing the backend; retries and errors: `reranker.llm.http`.
 - The served model is checked against `/v1/models` on first use (a wrong name is a clear
@@ -35,8 +38,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ModelError
+from ..errors import ConfigError, ModelError
 from .base import DEFAULT_BASE_URL, Generation, LLMConfig, ScoreResult, ServerConfig
+from .constrained import LabelList, gbnf_grammar, label_list_regex
 from .http import ServerClient, ServerError
 from .label_scores import prompt_logprob, top_logprobs
 from .local_tokens import LocalTokenizer
@@ -271,8 +275,34 @@ class OpenAIBackend:
         """`generate` awaitable from any event loop."""
         return await self._http.arun(self._generate(list(prompts), max_new_tokens, seed, repetition_penalty))
 
+    def generate_label_list(
+        self,
+        prompts: Sequence[str],
+        answer: LabelList,
+        max_new_tokens: int | None = None,
+        seed: int = 0,
+    ) -> list[Generation]:
+        """`generate` held to `answer`'s label list by the server (`server.constrained_decoding`):
+        the format, the label range and the count; a label may repeat (the server grammars
+        cannot say "distinct" for many labels; the listwise parser drops repeats)."""
+        return self._http.run(self._generate(list(prompts), max_new_tokens, seed, None, self._constraint(answer)))
+
+    def _constraint(self, answer: LabelList) -> dict[str, Any]:
+        """The request fields that hold a completion to `answer` on this kind of server."""
+        how = self.settings.constrained_decoding
+        if how == "grammar":
+            return {"grammar": gbnf_grammar(answer)}
+        if how == "vllm":
+            return {"structured_outputs": {"regex": label_list_regex(answer)}}
+        if how == "vllm-guided":
+            return {"guided_regex": label_list_regex(answer)}
+        raise ConfigError("decoding: constrained through the openai backend needs server.constrained_decoding: "
+                          "grammar (llama.cpp), vllm (vLLM >= 0.10.2) or vllm-guided (older vLLM); this server "
+                          "is set to none: set one of them, or the listwise ranker's decoding: free")
+
     async def _generate(
-        self, prompts: list[str], max_new_tokens: int | None, seed: int, repetition_penalty: float | None
+        self, prompts: list[str], max_new_tokens: int | None, seed: int, repetition_penalty: float | None,
+        constraint: dict[str, Any] | None = None,
     ) -> list[Generation]:
         if not prompts:
             return []
@@ -283,9 +313,13 @@ class OpenAIBackend:
             "model": served, "max_tokens": max_new, "temperature": float(self.config.temperature),
             "seed": seed, **PROMPT_AS_IS,
             # vLLM reads repetition_penalty, llama.cpp repeat_penalty (its default is 1.1, not 1)
-            "repetition_penalty": penalty, "repeat_penalty": penalty,
+            "repetition_penalty": penalty, "repeat_penalty": penalty, **(constraint or {}),
         }
-        return list(await asyncio.gather(*(self._generate_one({**body, "prompt": p}) for p in prompts)))
+        gens = list(await asyncio.gather(*(self._generate_one({**body, "prompt": p}) for p in prompts)))
+        if constraint:
+            for g in gens:
+                g.meta["constrained"] = self.settings.constrained_decoding
+        return gens
 
     async def _generate_one(self, body: dict[str, Any]) -> Generation:
         t0 = time.perf_counter()

@@ -4,7 +4,7 @@ YAML so far) and the learned-fusion row of an experiment. Light: pydantic only."
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, model_validator
 
@@ -14,6 +14,14 @@ from ..registry import RETRIEVERS
 from ..retrieval.knn import ItemCFConfig, UserCFConfig
 from .bert import BertScorerConfig
 from .learned import LearnedFusionConfig
+
+RetrieverConfigs = RETRIEVERS.union()
+"""Any registered retriever's config (a discriminated union on ``type``)."""
+
+if TYPE_CHECKING:  # a runtime union: type checkers see its base (the LLM configs inherit the field)
+    _HintScorer = BaseConfig
+else:
+    _HintScorer = RetrieverConfigs
 
 
 class LLMRankerConfig(LLMConfig):
@@ -31,11 +39,25 @@ class LLMRankerConfig(LLMConfig):
 
     def ranker_options(self) -> dict[str, object]:
         """The ranker's own keyword options (everything that is not an `LLMConfig` field)."""
-        skip = {*LLMConfig.model_fields, "type"}
+        skip = {*LLMConfig.model_fields, "type", "cf_hint_scorer"}
         return {k: getattr(self, k) for k in type(self).model_fields if k not in skip}
 
 
-class PointwiseConfig(LLMRankerConfig):
+class CFHintOptions(BaseConfig):
+    """CF hints in the prompt (RecRanker's "another recommender suggests ..."): each candidate
+    shown with its stage-1 rank or score band (`reranker.ranking.hints`)."""
+
+    cf_hint: Literal["none", "rank", "band"] = Field(
+        "none", description="show each candidate's stage-1 rank ('3 of 20') or score band (high / medium / low "
+        "thirds of the list's score range), from the candidates' own scores; none: the prompt as without",
+    )
+    cf_hint_scorer: _HintScorer | None = Field(
+        None, description="a CF model (fitted like a CF row) that scores the candidates before the LLM sees them, "
+        "for candidates that come without stage-1 scores (regime B); null: the candidates' own scores",
+    )
+
+
+class PointwiseConfig(LLMRankerConfig, CFHintOptions):
     """Pointwise Yes/No scoring: logit(Yes) - logit(No) per candidate."""
 
     type: Literal["llm-pointwise"] = "llm-pointwise"
@@ -53,7 +75,7 @@ class VerbalizerConfig(LLMRankerConfig):
     )
 
 
-class ListwiseConfig(LLMRankerConfig):
+class ListwiseConfig(LLMRankerConfig, CFHintOptions):
     """PALR select-and-rank with strict parsing, permutation bootstrapping, sliding windows."""
 
     type: Literal["llm-listwise"] = "llm-listwise"
@@ -62,6 +84,11 @@ class ListwiseConfig(LLMRankerConfig):
                         "a small LLM cannot order more than a few dozen numbered items in one answer)")
     step: int = Field(10, ge=1, description="window step")
     seed: int = 0
+    decoding: Literal["constrained", "free"] = Field(
+        "free", description="constrained: select-only decoding, the answer held to the unused candidate labels "
+        "(in process: a logits processor; a server: server.constrained_decoding); free: generate freely, "
+        "repair with the strict parser",
+    )
 
     @model_validator(mode="after")
     def _step_in_window(self) -> ListwiseConfig:
@@ -71,8 +98,6 @@ class ListwiseConfig(LLMRankerConfig):
 
 
 LLMRankerConfigs = PointwiseConfig | ListwiseConfig | VerbalizerConfig
-RetrieverConfigs = RETRIEVERS.union()
-"""Any registered retriever's config (a discriminated union on ``type``)."""
 
 
 class LearnedFusionParams(BaseConfig):
@@ -118,6 +143,7 @@ class LearnedFusionParams(BaseConfig):
 
 
 __all__ = [
+    "CFHintOptions",
     "LLMRankerConfig",
     "LLMRankerConfigs",
     "LearnedFusionParams",

@@ -5,10 +5,13 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ModelError
+from ..llm.base import ConstrainedListBackend
+from ..llm.constrained import LabelList
 from ..types import Candidate, History, Ranking
+from .hints import hint_views
 from .llm_common import Catalog, LLMRankerBase, RankPrompts, dedupe, permutation_orders
 from .parsing import ParseResult, borda, parse_ranking
 
@@ -22,6 +25,12 @@ class ListwiseLLMRanker(LLMRankerBase):
     - `window`/`step`: more candidates than `window` are ranked with a sliding window from the
       back of the list to the front (RankGPT style), each window ranked as above.
     - An answer with fewer than half valid numbers is retried once with a stricter prompt.
+    - `decoding`: `constrained` (select-only) holds the generation to the answer format: only
+      the labels not yet used, the separator, and end-of-answer once all n are placed
+      (`reranker.llm.constrained`; in process a logits processor, behind a server its grammar or
+      guided decoding, `server.constrained_decoding`). `free` generates freely and repairs the
+      answer with the strict parser (out-of-range and repeated numbers dropped, missing
+      candidates filled in in stage-1 order).
     """
 
     name = "llm-listwise"
@@ -36,10 +45,14 @@ class ListwiseLLMRanker(LLMRankerBase):
         step: int = 10,
         seed: int = 0,
         max_new_tokens: int | None = None,
+        decoding: Literal["constrained", "free"] = "free",
         **kwargs: Any,
     ) -> None:
         super().__init__(config, **kwargs)
         self.max_new_tokens = max_new_tokens
+        if decoding not in ("constrained", "free"):
+            raise ConfigError(f"decoding: must be 'constrained' or 'free', got {decoding!r}")
+        self.decoding = decoding
         if permutations < 1:
             raise ConfigError(f"permutations: must be >= 1, got {permutations}")
         if window < 2 or not 1 <= step <= window:
@@ -50,8 +63,14 @@ class ListwiseLLMRanker(LLMRankerBase):
         self.seed = seed
 
     def _max_new_tokens(self, n: int) -> int:
-        """Room for every number and its separator ("12, " is 3 tokens) unless capped."""
-        need = 3 * n + 4
+        """The answer budget unless capped. Free: room for every number and its separator
+        ("12, " taken as 3 tokens; SmolLM2 spells it in 4, so a complete 20-item answer needs
+        70 and is cut at 64: the free budget is kept as it was measured). Constrained: one token
+        per character of the longest complete answer, plus end-of-text (always enough)."""
+        if self.decoding == "constrained":
+            need = len(", ".join(str(i + 1) for i in range(n))) + 1
+        else:
+            need = 3 * n + 4
         return min(need, self.max_new_tokens) if self.max_new_tokens else need
 
     def build_prompts(
@@ -69,7 +88,8 @@ class ListwiseLLMRanker(LLMRankerBase):
         order, then `permutations - 1` shuffles seeded with `seed`); `strict` is the retry
         prompt. Lists longer than `window` are ranked window by window, each through here.
         Items come from `catalog` (None: the ranker's own)."""
-        views = self.candidate_views(candidates, catalog)
+        hints, mode = hint_views(candidates, self.cf_hint)
+        views = [dict(v, hint=h) for v, h in zip(self.candidate_views(candidates, catalog), hints, strict=True)]
         n = len(views)
         if orders is None:
             orders = permutation_orders(n, self.permutations, random.Random(self.seed))
@@ -83,7 +103,7 @@ class ListwiseLLMRanker(LLMRankerBase):
 
             def render(h: list[dict], shown: list[dict] = shown) -> str:
                 return self.backend.chat_prompt(
-                    tpl.render(history=h, candidates=shown, context=context, strict=strict, n=n)
+                    tpl.render(history=h, candidates=shown, context=context, strict=strict, n=n, cf_hint=mode)
                 )
 
             prompt, k = self.fit_history(render, hist, self._max_new_tokens(n))
@@ -114,7 +134,8 @@ class ListwiseLLMRanker(LLMRankerBase):
                 prompts.append(prompt)
                 owner.append((j, k))
                 stats["history_used"] = min(stats.get("history_used", kept), kept)
-        gens = self._generate(prompts, [self._max_new_tokens(len(jobs[j][1])) for j, _ in owner])
+        sizes = [len(jobs[j][1]) for j, _ in owner]
+        gens = self._generate(prompts, [self._max_new_tokens(k) for k in sizes], sizes)
         results: list[list[ParseResult | None]] = [[None] * len(p) for p in perms_of]
         retry: list[tuple[int, int]] = []
         for (j, k), g in zip(owner, gens, strict=True):
@@ -128,7 +149,8 @@ class ListwiseLLMRanker(LLMRankerBase):
                 self.build_prompts(jobs[j][0], jobs[j][1], catalog, strict=True, orders=[perms_of[j][k]]).prompts[0]
                 for j, k in retry
             ]
-            regens = self._generate(retry_prompts, [self._max_new_tokens(len(jobs[j][1])) for j, _ in retry])
+            sizes = [len(jobs[j][1]) for j, _ in retry]
+            regens = self._generate(retry_prompts, [self._max_new_tokens(k) for k in sizes], sizes)
             for (j, k), g in zip(retry, regens, strict=True):
                 jobs[j][3]["retries"] += 1
                 res = self._parse(g, perms_of[j][k], jobs[j][3])
@@ -152,13 +174,24 @@ class ListwiseLLMRanker(LLMRankerBase):
             out.append(([i for _, i in sorted((-points[i], i) for i in range(n))], points))
         return out
 
-    def _generate(self, prompts: list[str], max_new: list[int]) -> list[Any]:
-        """One batched `generate` per distinct answer budget (windows of the same size share
-        one), answers in prompt order."""
+    def _generate(self, prompts: list[str], max_new: list[int], sizes: list[int]) -> list[Any]:
+        """One batched `generate` per distinct list size and answer budget (windows of the same
+        size share one), answers in prompt order; held to the label list of its size when
+        `decoding` is constrained."""
         out: list[Any] = [None] * len(prompts)
-        for budget in sorted(set(max_new)):
-            idx = [i for i, m in enumerate(max_new) if m == budget]
-            for i, g in zip(idx, self.backend.generate([prompts[i] for i in idx], budget, seed=self.seed), strict=True):
+        backend: Any = self.backend
+        constrained = self.decoding == "constrained"
+        if constrained and not isinstance(backend, ConstrainedListBackend):
+            raise ModelError(f"{self.name}: decoding: constrained needs a backend that can hold an answer to a "
+                             f"label list; {type(backend).__name__} cannot (use decoding: free)")
+        for n, budget in sorted(set(zip(sizes, max_new, strict=True))):
+            idx = [i for i, (k, m) in enumerate(zip(sizes, max_new, strict=True)) if (k, m) == (n, budget)]
+            batch = [prompts[i] for i in idx]
+            if constrained:
+                gens = backend.generate_label_list(batch, LabelList.numbered(n), budget, seed=self.seed)
+            else:
+                gens = backend.generate(batch, budget, seed=self.seed)
+            for i, g in zip(idx, gens, strict=True):
                 out[i] = g
         return out
 
@@ -194,6 +227,7 @@ class ListwiseLLMRanker(LLMRankerBase):
             **self.base_diagnostics(),
             **stats,
             "permutations": self.permutations,
+            "decoding": self.decoding,
             "window": self.window,
             "step": self.step,
             "latency_s": seconds,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from ..errors import DataError, ModelError
+from ..errors import ConfigError, DataError, ModelError
 from ..llm.base import LLMBackend, LLMConfig, ScoreResult
 from ..llm.prompts import PromptLibrary, get_library
 from ..types import Candidate, History, Item
@@ -113,6 +113,9 @@ class LLMRankerBase:
 
     `max_history` caps the history shown (most recent items); `max_prompt_tokens` caps the
     prompt below the model's context (history is trimmed oldest-first to fit, never candidates).
+    `cf_hint` (`none`, `rank`, `band`; rankers whose template declares `cf_hint`) shows each
+    candidate's stage-1 rank or score band, computed from the call's candidates' scores
+    (`reranker.ranking.hints`).
 
     Stateless per request: `catalog` given here is the default; every scoring / ranking / prompt
     method takes a request's own `catalog` and nothing of a request is stored on the ranker, so
@@ -132,6 +135,7 @@ class LLMRankerBase:
         prompts: PromptLibrary | None = None,
         max_history: int = 20,
         max_prompt_tokens: int | None = None,
+        cf_hint: str = "none",
     ) -> None:
         self.config = config or (backend.config if backend is not None else LLMConfig())
         self.max_prompt_tokens = max_prompt_tokens
@@ -140,7 +144,13 @@ class LLMRankerBase:
         self._lookup = make_lookup(catalog)
         self.prompts = prompts or get_library(self.config.prompt_dir)
         if self.template:
-            self.prompts.get(self.template)  # fail at start-up on a broken template
+            tpl = self.prompts.get(self.template)  # fail at start-up on a broken template
+            if cf_hint != "none" and "cf_hint" not in tpl.variables:
+                raise ConfigError(f"cf_hint: {cf_hint!r} needs a {self.template} template that declares and "
+                                  f"shows the variable cf_hint; {tpl.path} does not")
+        if cf_hint not in ("none", "rank", "band"):
+            raise ConfigError(f"cf_hint: must be none, rank or band, got {cf_hint!r}")
+        self.cf_hint = cf_hint
         self.max_history = max_history
         # keyed by (text, budget): items of different catalogs can never collide; thread-safe
         self._truncate = lru_cache(maxsize=TEXT_CACHE_SIZE)(self._truncate_text)

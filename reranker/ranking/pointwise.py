@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..types import Candidate, History, Ranking
+from .hints import hint_views
 from .llm_common import Catalog, LLMRankerBase, dedupe, label_stats, wants_hidden
 
 
@@ -29,16 +30,18 @@ class PointwiseLLMRanker(LLMRankerBase):
         self, history: History, candidates: Sequence[Candidate], catalog: Catalog = None
     ) -> tuple[list[str], int]:
         """One full chat prompt per candidate (same history, trimmed to fit), and the number of
-        history items kept. Items come from `catalog` (None: the ranker's own)."""
+        history items kept. Items come from `catalog` (None: the ranker's own); with `cf_hint`,
+        each candidate's stage-1 rank or band from the candidates' scores."""
         tpl = self.prompts.get(self.template)
         context = self.context_view(history)
-        cand_views = self.candidate_views(candidates, catalog)
+        hints, mode = hint_views(candidates, self.cf_hint)
+        cand_views = [dict(v, hint=h) for v, h in zip(self.candidate_views(candidates, catalog), hints, strict=True)]
         if not cand_views:
             return [], 0
         longest = max(cand_views, key=lambda v: len(v["title"]) + len(v["text"]) + len(v["attrs"]))
 
         def render(hist: list[dict], cand: dict = longest) -> str:
-            return self.backend.chat_prompt(tpl.render(history=hist, candidate=cand, context=context))
+            return self.backend.chat_prompt(tpl.render(history=hist, candidate=cand, context=context, cf_hint=mode))
 
         hist = self.history_views(history, catalog)
         _, kept = self.fit_history(render, hist, reserve_tokens=1)
@@ -64,6 +67,7 @@ class PointwiseLLMRanker(LLMRankerBase):
             "tokens_in": int(res.tokens_in),
             "tokens_out": 0,
             "history_used": kept,
+            "cf_hint": hint_views(candidates, self.cf_hint)[1],
             "latency_s": time.perf_counter() - t0,
             **label_stats(res),
         }
