@@ -29,13 +29,15 @@ import click
 @click.option("--data", "data_path", type=click.Path(), default=None,
               help="The dataset to fit a pipeline YAML on.")
 @click.option("--format", "data_format", default="auto", show_default=True, help="The format of --data.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="BLAS/OpenMP threads per worker (default: the process's; a Ray actor's: its --num-cpus).")
 @click.option("--top-k", type=click.IntRange(min=1), default=None, help="Items kept per request (default: the pipeline's top_k).")
 @click.option("--explain/--no-explain", default=None, help="Explain the top items (default: the pipeline's explain.enabled).")
 @click.option("--overwrite", is_flag=True, help="Replace the batch output already in --output.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def batch_cmd(config_path: str, input_path: str, output: str, engine: Literal["local", "ray"], address: str | None,
               concurrency: int, num_cpus: float, batch_size: int | None, shard_rows: int | None,
-              data_path: str | None, data_format: str, top_k: int | None, explain: bool | None,
+              data_path: str | None, data_format: str, threads: int | None, top_k: int | None, explain: bool | None,
               overwrite: bool, no_progress: bool) -> None:
     """Rerank a file of requests offline (Parquet or JSONL rows: id, user_id or history, optional
     candidates and context) into Parquet. Bad rows go to OUTPUT/_errors.jsonl and the run goes
@@ -45,7 +47,7 @@ def batch_cmd(config_path: str, input_path: str, output: str, engine: Literal["l
     from .termination import exit_code
 
     overrides: dict[str, Any] = {"batch_size": batch_size, "shard_rows": shard_rows, "top_k": top_k,
-                                 "explain": explain}
+                                 "explain": explain, "threads": threads}
     cfg = load_batch_config(config_path, data=data_path, data_format=data_format, overrides=overrides)
     try:
         if engine == "local":

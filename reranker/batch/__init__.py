@@ -8,11 +8,13 @@ process (`local`: sharded, resumable) or on Ray Data (`ray_engine`: an actor poo
 Row format and output columns: `reranker.batch.rows`; the output folder: `reranker.batch.io`.
 """
 
+from typing import Any
+
 from .config import BatchConfig, BatchLimits, load_batch_config
 from .local import BatchSummary, run_local
 
 
-def run_ray(*args, **kwargs):  # type: ignore[no-untyped-def]
+def run_ray(*args: Any, **kwargs: Any) -> Any:
     """`reranker.batch.ray_engine.run_ray` (imported on use: Ray is optional)."""
     from .ray_engine import run_ray as run
 

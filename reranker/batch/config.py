@@ -54,6 +54,11 @@ class BatchConfig(BaseConfig):
     """Items kept per request (None: the pipeline's `top_k`)."""
     explain: bool | None = None
     """Explain the top items (None: the pipeline's `explain.enabled`)."""
+    threads: int | None = Field(None, ge=1, le=1024)
+    """BLAS / OpenMP threads of each worker while it fits and ranks (None: the process default;
+    a Ray actor's default is its `num_cpus`). Fitted float32 models differ in the last digits
+    with the thread count: give the same number to compare engines. The LLM's own `threads`
+    sets its torch threads."""
     limits: BatchLimits = Field(default_factory=BatchLimits)
 
     def check_sizes(self) -> None:
@@ -77,6 +82,16 @@ class BatchConfig(BaseConfig):
         if isinstance(src.config, Path):
             upd["config"] = Path(os.path.abspath(src.config))
         return self.model_copy(update={"pipeline": src.model_copy(update=upd)})
+
+
+def limit_threads(threads: int | None) -> Any:
+    """`threadpoolctl.threadpool_limits(threads)` (a context manager; also in force until its
+    `restore_original_limits()`), or None when `threads` is None."""
+    if threads is None:
+        return None
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=threads)
 
 
 def load_batch_config(path: str | Path, *, data: str | Path | None = None, data_format: str = "auto",
@@ -112,4 +127,4 @@ def load_batch_config(path: str | Path, *, data: str | Path | None = None, data_
     return cfg
 
 
-__all__ = ["BatchConfig", "BatchLimits", "MAX_BATCH_ROWS", "load_batch_config"]
+__all__ = ["BatchConfig", "BatchLimits", "MAX_BATCH_ROWS", "limit_threads", "load_batch_config"]

@@ -96,7 +96,8 @@ def iter_shards(files: list[Path], fmt: InputFormat, shard_rows: int,
         return
     import pyarrow.parquet as pq
 
-    shard, buf, row = 0, [], 0
+    shard, row = 0, 0
+    buf: list[tuple[int, Any]] = []
     for f in files:
         for batch in pq.ParquetFile(f).iter_batches(batch_size=min(shard_rows, 65536)):
             start = 0
@@ -115,7 +116,8 @@ def iter_shards(files: list[Path], fmt: InputFormat, shard_rows: int,
 
 
 def _chunked(rows: Iterator[tuple[int, Any]], size: int, skip: set[int]) -> Iterator[tuple[int, list[tuple[int, Any]]]]:
-    shard, buf, n = 0, [], 0
+    shard, n = 0, 0
+    buf: list[tuple[int, Any]] = []
     for row, raw in rows:
         if shard not in skip:
             buf.append((row, raw))

@@ -13,11 +13,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import BatchConfig
+from .config import BatchConfig, limit_threads
 from .io import (
     ERRORS_DIR,
     ERRORS_FILE,
     SUMMARY_FILE,
+    InputFormat,
     atomic_write_bytes,
     atomic_write_table,
     check_parquet_columns,
@@ -60,8 +61,6 @@ def run_local(config: BatchConfig, input_path: str | Path, output: str | Path, *
               progress: bool = True, pipeline: Any = None) -> BatchSummary:
     """Rank every request of `input_path` into the folder `output` (see the module doc).
     `pipeline`: an already fitted pipeline to use instead of building the config's."""
-    from tqdm.auto import tqdm
-
     t0 = time.perf_counter()
     config.check_sizes()
     out = Path(output)
@@ -77,6 +76,19 @@ def run_local(config: BatchConfig, input_path: str | Path, output: str | Path, *
     done = {k for k in range(n_shards) if shard_path(out, k).is_file()} if resumed else set()
     if done:
         log.info("%s: %d of %d shards already written; continuing", out, len(done), n_shards)
+    limits = limit_threads(config.threads)
+    try:
+        summary = _run(config, files, fmt, out, n_rows, n_shards, done, progress, pipeline, t0)
+    finally:
+        if limits is not None:
+            limits.restore_original_limits()
+    return summary
+
+
+def _run(config: BatchConfig, files: list[Path], fmt: InputFormat, out: Path, n_rows: int, n_shards: int,
+         done: set[int], progress: bool, pipeline: Any, t0: float) -> BatchSummary:
+    from tqdm.auto import tqdm
+
     ranker = None
     if len(done) < n_shards:
         ranker = _ranker(config, fmt, pipeline)

@@ -13,6 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from ..errors import DataError, RerankerError
@@ -43,6 +44,7 @@ class RequestRanker:
         self.config = config
         self.jsonl = jsonl
         self.top_k = config.top_k or pipeline.config.top_k
+        self._histories: dict[str, History] | None = None
         self.explain = pipeline.config.explain.enabled if config.explain is None else config.explain
         if self.explain and pipeline.llm is None:
             from ..errors import ConfigError
@@ -92,14 +94,28 @@ class RequestRanker:
         for i, item_id in enumerate(req.history or ()):
             if not data.has_item(item_id):
                 raise DataError(f"history[{i}]: unknown item id {item_id!r}")
-        user: Any = History(req.user_id, req.history) if req.history else req.user_id
-        h = pipe.history_for(user, req.context)
+        if req.history:
+            h = pipe.history_for(History(req.user_id, req.history), req.context)
+        else:
+            h = self._known_history(req.user_id, req.context)
         if req.candidates is not None:
             for i, c in enumerate(req.candidates):
                 if not data.has_item(c.item_id):
                     raise DataError(f"candidates[{i}]: unknown item id {c.item_id!r}")
             reject_ambiguous_ids(list(h.items), [c.item_id for c in req.candidates])
         return h
+
+    def _known_history(self, user_id: str | None, context: dict[str, Any] | None) -> History:
+        """`Pipeline.history_for(user_id, context)`, from every user's history computed once
+        (one pass over the fit data instead of a filter and a sort per request)."""
+        if user_id is None:
+            return self.pipe.history_for(None, context)
+        if self._histories is None:
+            self._histories = self.pipe.data.histories(cap=self.pipe.config.history_cap)
+        h = self._histories.get(user_id)
+        if h is None:  # an unknown user: the pipeline's own answer (an empty history)
+            return self.pipe.history_for(user_id, context)
+        return replace(h, context=dict(context or {}))
 
     def _candidates(self, todo: list[tuple[Request, History]],
                     errors: list[dict[str, Any]]) -> list[list[Candidate] | None]:

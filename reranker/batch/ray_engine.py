@@ -1,8 +1,9 @@
 """The Ray engine: Ray Data reads the requests (``read_parquet``; JSONL through ``read_text``,
-so a malformed line is a bad row, not a failed read), numbers them in input order (``zip`` with
-``range``), ranks them with ``map_batches`` on an actor pool (each actor builds the pipeline
-once, with the same code as the local engine and `reranker serve`) and writes them with
-``write_parquet``. ``address="auto"`` (or ``ray://...``) joins a running cluster; None starts a
+so a malformed line is a bad row, not a failed read), cuts them into the local engine's shards
+(`shard_rows` rows in input order, each row numbered), ranks each shard with ``map_batches`` on
+an actor pool (each actor builds the pipeline once, with the same code as the local engine and
+`reranker serve`, and cuts the shard into the same batches, so both engines give the same
+numbers) and writes them with ``write_parquet``. ``address="auto"`` (or ``ray://...``) joins a running cluster; None starts a
 local one for the job (or uses the one this process already started).
 
 With the in-process ``transformers`` backend every actor holds a model (give each actor
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, LimitError, ModelError
-from .config import BatchConfig
+from .config import BatchConfig, limit_threads
 from .io import (
     ERRORS_DIR,
     ERRORS_FILE,
@@ -54,9 +55,10 @@ def import_ray() -> Any:
 
 
 class RankWorker:
-    """A Ray Data actor: builds the pipeline once, then ranks batches (pyarrow Tables with the
-    `ROW_COLUMN` and the request columns, or ``text`` for JSONL lines). Bad rows are appended to
-    its own file under ``OUT/_errors/`` (merged by the driver at the end)."""
+    """A Ray Data actor: builds the pipeline once, then ranks shards (pyarrow Tables with the
+    `ROW_COLUMN` and the request columns, or ``text`` for JSONL lines) in batches of
+    `batch_size` rows. Bad rows are appended to its own file under ``OUT/_errors/`` (merged by
+    the driver at the end)."""
 
     def __init__(self, config: dict[str, Any], jsonl: bool, errors_dir: str, cwd: str | None) -> None:
         if cwd and os.path.isdir(cwd):
@@ -65,15 +67,22 @@ class RankWorker:
         from .process import RequestRanker
 
         cfg = BatchConfig.from_dict(config, source="batch config")
+        self._limits = limit_threads(cfg.threads)  # held for the actor's life
         self.jsonl = jsonl
         self.ranker = RequestRanker(load_pipeline(cfg.pipeline), cfg, jsonl=jsonl)
         self.errors_path = Path(errors_dir) / f"ray-{os.getpid()}-{uuid.uuid4().hex[:12]}.jsonl"
 
-    def __call__(self, batch: Any) -> Any:
-        rows = batch.column(ROW_COLUMN).to_pylist()
-        raws = (batch.column("text").to_pylist() if self.jsonl
-                else batch.drop_columns([ROW_COLUMN]).to_pylist())
-        out, errors = self.ranker.run(list(zip(rows, raws, strict=True)))
+    def __call__(self, shard: Any) -> Any:
+        rows = shard.column(ROW_COLUMN).to_pylist()
+        raws = (shard.column("text").to_pylist() if self.jsonl
+                else shard.drop_columns([ROW_COLUMN]).to_pylist())
+        records = list(zip(rows, raws, strict=True))
+        size = self.ranker.config.batch_size
+        out, errors = [], []
+        for start in range(0, len(records), size):  # the local engine's batches, for the same numbers
+            o, e = self.ranker.run(records[start:start + size])
+            out.extend(o)
+            errors.extend(e)
         if errors:
             with open(self.errors_path, "ab") as fh:
                 fh.write(jsonl_bytes(errors))
@@ -115,13 +124,13 @@ def run_ray(config: BatchConfig, input_path: str | Path, output: str | Path, *, 
         ctx.enable_progress_bars = progress
         paths = [str(f.resolve()) for f in files]
         ds = rd.read_parquet(paths) if fmt == "parquet" else rd.read_text(paths, drop_empty_lines=False)
-        numbered, n_rows = _numbered(ray, ds)
+        sharded, n_rows = _sharded(ray, ds, config.shard_rows)
         if n_rows:
-            ranked = numbered.map_batches(
+            ranked = sharded.map_batches(
                 RankWorker,
                 fn_constructor_kwargs={"config": cfg.model_dump(mode="json"), "jsonl": fmt == "jsonl",
                                        "errors_dir": str(out / ERRORS_DIR), "cwd": os.getcwd()},
-                batch_size=config.batch_size,
+                batch_size=None,  # one call per shard, cut into batches as the local engine cuts it
                 batch_format="pyarrow",
                 compute=rd.ActorPoolStrategy(size=concurrency),
                 num_cpus=num_cpus,
@@ -138,17 +147,31 @@ def run_ray(config: BatchConfig, input_path: str | Path, output: str | Path, *, 
     return summary
 
 
-def _numbered(ray: Any, ds: Any) -> tuple[Any, int]:
-    """The dataset with its input position as `ROW_COLUMN`, and its row count. The input is
-    read (materialised: the actors later take every CPU they reserve, and a read still waiting
-    for one would never run) into blocks in input order; each block gets its offset."""
+def _sharded(ray: Any, ds: Any, shard_rows: int) -> tuple[Any, int]:
+    """The dataset cut into blocks of `shard_rows` rows in input order (the local engine's
+    shards), each row with its input position as `ROW_COLUMN`; and the row count. The input is
+    read first (materialised: the actors later take every CPU they reserve, and a read still
+    waiting for one would never run)."""
     import ray.data as rd
 
     refs = ds.materialize().to_arrow_refs()
     counts = ray.get([_num_rows.remote(r) for r in refs])
-    offsets = [sum(counts[:i]) for i in range(len(counts))]
-    numbered = [_with_rows.remote(r, o) for r, o in zip(refs, offsets, strict=True)]
-    return (rd.from_arrow_refs(numbered) if numbered else None), int(sum(counts))
+    n = int(sum(counts))
+    starts = [sum(counts[:i]) for i in range(len(counts))]
+    shards, first = [], 0
+    for lo in range(0, n, shard_rows):
+        hi = min(n, lo + shard_rows)
+        while starts[first] + counts[first] <= lo:
+            first += 1
+        spans, parts, i = [], [], first
+        while i < len(refs) and starts[i] < hi:
+            a, b = max(lo, starts[i]), min(hi, starts[i] + counts[i])
+            if a < b:
+                spans.append((a - starts[i], b - a))
+                parts.append(refs[i])
+            i += 1
+        shards.append(_shard_block.remote(lo, spans, *parts))
+    return (rd.from_arrow_refs(shards) if shards else None), n
 
 
 def _remote(fn: Any) -> Any:
@@ -170,15 +193,18 @@ def _num_rows_fn(table: Any) -> int:
     return int(table.num_rows)
 
 
-def _with_rows_fn(table: Any, offset: int) -> Any:
+def _shard_block_fn(offset: int, spans: list[tuple[int, int]], *tables: Any) -> Any:
+    """One shard: the given (start, length) slices of the input blocks, with the row numbers."""
     import pyarrow as pa
 
+    table = pa.concat_tables([t.slice(a, n) for t, (a, n) in zip(tables, spans, strict=True)],
+                             promote_options="default")
     rows = pa.array(range(offset, offset + table.num_rows), type=pa.int64())
     return table.add_column(0, ROW_COLUMN, rows)
 
 
 _num_rows = _remote(_num_rows_fn)
-_with_rows = _remote(_with_rows_fn)
+_shard_block = _remote(_shard_block_fn)
 
 
 def _count_output_rows(out: Path) -> int:
