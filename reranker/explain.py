@@ -238,8 +238,8 @@ class Explainer:
                 totals["template"] += 1
         elif todo:
             self._explain_llm(history, todo, catalog, texts, details, totals)
-        for i, ev in zip(ids, evs, strict=True):
-            if ev is None:
+        for i, maybe in zip(ids, evs, strict=True):
+            if maybe is None:  # an empty history: nothing to cite, no explanation
                 details[i] = {"mode": mode, "source": None, "evidence": None}
         diag = dict(ranking.diagnostics)
         diag["explanations"] = details
