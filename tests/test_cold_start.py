@@ -101,6 +101,10 @@ def test_cold_items_are_the_newest_share_and_never_reach_training(tmp_path, worl
         assert fitted.R.nnz == len(_pairs(warm))
     # the evaluated lists: the content catalog still has the cold items' text
     assert ctx.catalog is world and cold <= catalog
+    # a head whose fit guard kept one CF feature is reported as such (that feature is 0 on cold items)
+    kept = (res["runs"][0]["rankers"]["lf"].get("fit_report") or {}).get("fallback_feature")
+    text = res["protocol"]["cold"]["fallbacks"]["lf"]
+    assert (kept in text and "random order" in text) if kept else "every feature" in text
     assert res["runs"][0]["rankers"]["itemcf"]["n_users"] == res["data"]["evaluated_users"] > 0
 
 

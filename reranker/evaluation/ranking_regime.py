@@ -116,6 +116,7 @@ def _run_cold(run: RunContext, data: Any, results: list[Any], data_summary: Muta
             result = SeedResult(seed=seed, regime="c", block=block.name)
             results.append(result)
             built = rank_all(ctx, result, built)
+            _fitted_fallbacks(built, setup.kind, protocol_summary["cold"]["fallbacks"])
             if pr.position_bias.enabled:
                 bias_sweep(ctx, result)
             if pr.injection.enabled:
@@ -123,6 +124,21 @@ def _run_cold(run: RunContext, data: Any, results: list[Any], data_summary: Muta
 
                 injection_sweep(ctx, result)
             run.flush()
+
+
+def _fitted_fallbacks(built: Mapping[str, Any], kind: str, fallbacks: MutableMapping[str, str]) -> None:
+    """A learned head whose fit guard kept a single feature ranks by that feature alone: say
+    so (a CF / popularity / recency feature is 0 on every cold item)."""
+    from ..ranking.learned import LearnedFusionRanker
+
+    for name, ranker in built.items():
+        feature = ranker.head.fit_report.get("fallback_feature") if isinstance(ranker, LearnedFusionRanker) else None
+        if not feature or name not in fallbacks:
+            continue
+        blind = kind == "items" and feature not in ("bert", "llm")
+        fallbacks[name] = (f"the fit guard kept the single feature {feature!r} instead of the head"
+                           + ("; it is 0 on every cold item: ties keep the candidate list's order, a seeded "
+                              "shuffle: random order" if blind else ""))
 
 
 _COLD_FIELDS = {"items": {"kind", "item_share", "item_select", "min_history", "seed"},
