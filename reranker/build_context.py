@@ -36,6 +36,9 @@ class BuildContext:
     """Item text embeddings for the T- retrievers (``(ids, matrix)`` or a callable)."""
     name: str | None = None
     """The row / component name the built object reports in its diagnostics."""
+    user_limit: int | None = None
+    """The run's bound on users (``reranker eval --users N``): a learned head fits on at most
+    this many validation users (the first N of the same fixed order), so a small run stays small."""
     built: dict[str, Any] = field(default_factory=dict)
     """Rankers already built in this config, by name (fusion's signals refer to them)."""
     _retrievers: dict[str, Any] = field(default_factory=dict)

@@ -4,6 +4,7 @@ imported inside each builder, so importing this module costs nothing."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Literal
 
 from pydantic import Field
@@ -11,6 +12,8 @@ from pydantic import Field
 from .config import BaseConfig
 from .errors import ConfigError
 from .registry import RANKERS, BuildContext
+
+log = logging.getLogger(__name__)
 
 
 class IdentityConfig(BaseConfig):
@@ -198,11 +201,19 @@ def build_learned(config: Any, ctx: BuildContext) -> Any:
         head = head.model_copy(update={"use_llm_hidden": False})
 
     parts = LearnedParts(config, ctx, bert=bert, llm=llm, use_hidden=head.use_llm_hidden)
+    users = config.train_users
+    capped = ctx.user_limit is not None and (users is None or users > ctx.user_limit)
+    if capped:
+        log.info("%s: fitting on the first %d validation users (the run's user limit), not %s",
+                 name, ctx.user_limit, users or "all")
+        users = ctx.user_limit
     ranker = LearnedFusionRanker.fit(
         ctx.split, parts.builder, head, n_negatives=config.n_negatives, negatives=config.negatives,
-        retriever=parts.list_retriever(ctx.split.train), users=config.train_users,
+        retriever=parts.list_retriever(ctx.split.train), users=users,
         history_cap=config.history_cap, seed=ctx.seed, serve_data=ctx.fit_data,
     )
+    if capped:
+        ranker.head.fit_report["train_users_capped"] = {"configured": config.train_users, "used": users}
     ranker.name = name
     return ranker
 

@@ -351,6 +351,10 @@ def ranker_fingerprint(spec: RankerSpec, data_fingerprint: str, seed: int, extra
     prompt version, so rankings cached under older prompts are not reused)."""
     from .cache import make_key
 
+    if spec.type == "learned-fusion":
+        # v2: the head's training users are a prefix of the fixed user order, each user's list
+        # drawn from its own generator (rankings cached under v1's random subset are not reused)
+        extra = {"head_lists": 2, "extra": extra}
     if uses_prompts(spec):
         from ..llm.prompts import PROMPT_VERSION
 

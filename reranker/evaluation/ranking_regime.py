@@ -61,7 +61,8 @@ def run_ranking(run: RunContext, data: Any, results: list[Any], data_summary: Mu
     stage1: dict[str, list[Any]] | None = None
     ceiling: Stage1Ceiling | None = None
     for seed in run.seeds:
-        build = BuildContext(fit_data=fit_data, catalog=data, cache=run.cache, seed=seed, split=head_split)
+        build = BuildContext(fit_data=fit_data, catalog=data, cache=run.cache, seed=seed, split=head_split,
+                             user_limit=run.user_limit)
         if pr.regime == "a":
             if stage1 is None:
                 stage1, ceiling = _stage1(run, build, histories, targets, users, seed)

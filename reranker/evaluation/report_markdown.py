@@ -52,8 +52,12 @@ def _fit_lines(rankers: Mapping[str, Any]) -> list[str]:
             coef += f", hidden PCA sum abs {f['coef_hidden_abs_sum']:.2f}"
         if not coef and f.get("importance_gain"):
             coef = f"LambdaRank, {f.get('rounds', '?')} trees (gain below)"
+        lists = str(f.get("n_lists", ""))
+        capped = f.get("train_users_capped")
+        if capped:  # `--users N` bounded the head's training users
+            lists += f" (users capped at {capped['used']} by the run's user limit; configured: {capped['configured'] or 'all'})"
         rows.append([
-            name, str(f.get("n_lists", "")), _num(head),
+            name, lists, _num(head),
             f"{best} {_num(singles.get(best))}" if best else "n/a",
             f.get("fallback_feature") or "no", coef or "n/a",
         ])

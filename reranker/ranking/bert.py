@@ -47,8 +47,10 @@ class BertScorerConfig(BaseConfig):
     half_life: float = Field(5.0, gt=0, description="recency half-life, in history items")
     max_chars: int = Field(400, ge=16, description="item text is truncated to this many chars")
     device: str = "cpu"
-    disk_cache: bool = Field(
-        False, description="cache the whole catalog's embeddings as .npy under $RERANKER_CACHE"
+    disk_cache: bool | None = Field(
+        None,
+        description="cache the whole catalog's embeddings as .npy under $RERANKER_CACHE "
+        "(None: on for catalogs of at most 20,000 items, off above)",
     )
 
 

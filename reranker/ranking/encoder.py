@@ -84,6 +84,10 @@ def _text_hash(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
 
 
+#: the largest catalog whose embeddings are cached on disk by default (``disk_cache=None``)
+DISK_CACHE_AUTO_MAX = 20_000
+
+
 # ---------------------------------------------------------------------------- catalog access
 class _CatalogView:
     """Uniform read access to a dict id -> Item (or item dict), a Dataset, or any object with
@@ -117,6 +121,13 @@ class _CatalogView:
         except (KeyError, DataError):
             return None
 
+    def size(self) -> int | None:
+        """How many items the catalog holds (None: a lookup that cannot list its ids)."""
+        if self._dict is not None:
+            return len(self._dict)
+        ids = getattr(self._dataset, "item_ids", None)
+        return None if ids is None else len(ids)
+
     def ids(self) -> list[str]:
         if self._dict is not None:
             return [str(k) for k in self._dict]
@@ -133,7 +144,10 @@ class ItemEncoder:
 
     Embeddings are cached in memory per model (keyed by item id + hash of the rendered text, so
     an edited item is re-encoded) and, with ``disk_cache=True``, for the whole catalog as one
-    ``.npy`` under ``<cache_dir>/embeddings/`` keyed by model + catalog fingerprint.
+    ``.npy`` under ``<cache_dir>/embeddings/`` keyed by model + catalog fingerprint. The default,
+    ``disk_cache=None``, turns the disk cache on for catalogs of at most `DISK_CACHE_AUTO_MAX`
+    items (encoding the whole catalog once is then cheaper than re-encoding it in every process)
+    and off for larger ones, whose items are encoded as requests name them.
     """
 
     def __init__(
@@ -145,7 +159,7 @@ class ItemEncoder:
         batch_size: int = 64,
         max_chars: int = 400,
         device: str = "cpu",
-        disk_cache: bool = False,
+        disk_cache: bool | None = None,
         cache_dir: str | Path | None = None,
     ) -> None:
         self.catalog = _CatalogView(catalog)
@@ -155,6 +169,9 @@ class ItemEncoder:
         self.render: Renderer = render or (lambda it: render_item(it, max_chars=max_chars))
         self.batch_size = int(batch_size)
         self.device = device
+        if disk_cache is None:
+            size = self.catalog.size()
+            disk_cache = size is not None and size <= DISK_CACHE_AUTO_MAX
         self.disk_cache = bool(disk_cache)
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else None
         #: number of texts this encoder has sent through the model (cache misses)

@@ -48,21 +48,26 @@ def training_lists(
       whose target is among them (regime-A-like lists: train as you serve);
     - ``"mixed"``: half hard negatives from the retriever, half random.
 
-    Lists are shuffled with `seed`.
+    `users` takes the first N of the evaluation's fixed user order (`user_order`), so a smaller
+    set is a prefix of a larger one; each user's negatives and shuffle come from a generator
+    seeded by (`seed`, user), independent of the other users.
     """
     import pandas as pd
     from tqdm.auto import tqdm
 
+    from ..evaluation.protocol import user_order, user_rng
     from ..types import Candidate
 
     if negatives != "random" and retriever is None:
         raise ConfigError(f"negatives={negatives!r} needs a retriever")
     hist = split.histories("validation", cap=history_cap)
     targets = split.targets("validation")
-    user_ids = sorted(hist)
-    rng = np.random.default_rng(seed)
-    if users is not None and users < len(user_ids):
-        user_ids = sorted(rng.choice(user_ids, size=users, replace=False).tolist())
+    # One fixed order of the users (the evaluation's own, `user_order`), of which `users` takes a
+    # prefix, and one generator per user: a user's list is the same whatever the subset size, so
+    # cached LLM features survive a change of `users`.
+    user_ids = user_order(hist, seed=0)
+    if users is not None:
+        user_ids = user_ids[:users]
     frames = [split.train.interactions, split.validation, split.test]
     all_seen = pd.concat([f[["user_id", "item_id"]] for f in frames]).groupby("user_id")["item_id"].agg(set)
     catalog = np.asarray(split.train.item_ids)
@@ -74,6 +79,7 @@ def training_lists(
     lists: list[tuple[str, list[str]]] = []
     for u in user_ids:
         t = targets[u]
+        rng_u = user_rng(seed, u, "head-lists")
         if negatives == "retrieved":
             if t not in retrieved[u]:
                 continue
@@ -81,9 +87,9 @@ def training_lists(
         else:
             negs = [i for i in retrieved.get(u, []) if i != t][: n_negatives // 2] if negatives == "mixed" else []
             pool = catalog[~np.isin(catalog, list(all_seen.get(u, set()) | set(negs)))]
-            negs += rng.choice(pool, size=min(n_negatives - len(negs), len(pool)), replace=False).tolist()
+            negs += rng_u.choice(pool, size=min(n_negatives - len(negs), len(pool)), replace=False).tolist()
             ids = [t, *negs]
-        lists.append((u, [ids[i] for i in rng.permutation(len(ids))]))
+        lists.append((u, [ids[i] for i in rng_u.permutation(len(ids))]))
     if not lists:
         raise DataError("learned fusion: no training lists (no validation target among the retrieved candidates?)")
     out: list[FeatureList] = []
