@@ -61,19 +61,25 @@ def load_with_options(path: str, fmt: str, *, items_path: str | None, column: Se
 @click.command("fetch")
 @click.argument("name")
 @click.argument("dest", type=click.Path(file_okay=False), required=False)
-@click.option("--from", "sources", multiple=True, type=click.Path(dir_okay=False),
+@click.option("--from", "sources", multiple=True, type=click.Path(),
               help="An archive already downloaded (offline machines); checked like a download. "
-                   "Repeat for data sets of several files.")
+                   "Repeat for data sets of several files. Or a folder holding a copy already "
+                   "unpacked in a layout the loaders read (GroupLens, RecBole atomic files, ...): "
+                   "copied after checking that it loads and has the release's size.")
 @click.option("--force", is_flag=True, help="Fetch again and replace DEST.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def fetch_cmd(name: str, dest: str | None, sources: tuple[str, ...], force: bool, no_progress: bool) -> None:
     """Download data set NAME (see `reranker data list`) into DEST (default: the cache folder
     $RERANKER_DATA/NAME), verify it and unpack it to the layout the loaders read."""
-    from .data.fetch import dataset_spec, fetch
+    from .data.fetch import dataset_spec, fetch, read_marker
 
     spec = dataset_spec(name)
-    folder = fetch(spec, dest, source=list(sources) or None, force=force, progress=not no_progress)
-    click.echo(f"{spec.name} is in {folder} (format {spec.format}); "
+    source: Any = list(sources) or None
+    if source is not None and len(source) == 1:
+        source = source[0]
+    folder = fetch(spec, dest, source=source, force=force, progress=not no_progress)
+    fmt = (read_marker(folder) or {}).get("format") or spec.format
+    click.echo(f"{spec.name} is in {folder} (format {fmt}); "
                f"`reranker data describe {folder}` summarises it")
 
 

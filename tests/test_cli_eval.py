@@ -76,7 +76,7 @@ def test_eval_seed_override_and_demo_config_loads(tmp_path):
     for name in ("ml100k-regime-a", "ml100k-regime-b", "ml100k-rating", "ml100k-finetune-a", "ml100k-finetune-b",
                  "ml100k-qwen-a", "ml100k-qwen-b"):
         cfg = load_experiment(REPO / "configs" / f"{name}.yaml")
-        assert cfg.resolve(cfg.config.data.path or "").name == "ml-100k"
+        assert cfg.config.data.name == "ml-100k" and cfg.config.data.path is None  # the cache copy, by name
     cfg = _write(tmp_path, _tiny("b"))
     r = CliRunner().invoke(main, ["eval", "--config", str(cfg), "--out", str(tmp_path / "o"), "--no-progress",
                                   "--no-cache", "--users", "10", "--seed", "7"])

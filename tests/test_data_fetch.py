@@ -27,6 +27,8 @@ from reranker.data.fetch import (
     data_path,
     dataset_spec,
     fetch,
+    read_marker,
+    register_dataset,
 )
 
 GENRES = 19
@@ -363,3 +365,58 @@ def test_a_folder_holding_another_data_set_is_not_reused(server: _Server, tmp_pa
     assert fetch(other, dest, progress=False, force=True) == dest
     assert json.loads((dest / MARKER).read_text())["name"] == "ml-other"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "d"]  # the replaced folder is gone
+
+
+def _unpacked(tmp_path: Path) -> Path:
+    """The tiny archive unpacked by hand, as a user's own copy of the data set."""
+    folder = tmp_path / "my-copy"
+    with zipfile.ZipFile(io.BytesIO(ARCHIVE)) as z:
+        for member in ("u.data", "u.item"):
+            folder.mkdir(exist_ok=True)
+            (folder / member).write_bytes(z.read(f"ml-tiny/{member}"))
+    return folder
+
+
+def test_from_folder_copies_a_local_copy_checked_by_its_shape(tmp_path: Path) -> None:
+    folder = _unpacked(tmp_path)
+    n = load(folder, format="movielens")
+    shape = (n.n_users, n.n_items, n.n_interactions)
+    spec = RemoteDataset("ml-tiny", "movielens", (RemoteFile("http://127.0.0.1:9/never.zip", sha256=SHA),),
+                         "tiny", "test", shape=shape)
+    dest = fetch(spec, tmp_path / "d", source=folder, progress=False)
+    marker = read_marker(dest)
+    assert marker is not None and marker["name"] == "ml-tiny" and marker["format"] == "movielens"
+    assert "local folder" in str(marker["source"])
+    assert load(dest, format="auto").n_interactions == shape[2]
+    assert (folder / "u.data").is_file()  # the user's copy is kept
+    # a folder of another size is refused, and nothing is left behind
+    wrong = RemoteDataset("ml-tiny", "movielens", spec.files, "tiny", "test", shape=(shape[0], shape[1], shape[2] + 1))
+    with pytest.raises(FetchError, match="is it the right data set"):
+        fetch(wrong, tmp_path / "e", source=folder, progress=False)
+    assert not (tmp_path / "e").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_config_name_reads_a_folder_installed_copy_in_its_own_format(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--from FOLDER`` keeps the copy's layout; ``data: {name: ...}`` then loads it in that format
+    (here a RecBole-style copy of a set whose archive is in the GroupLens layout)."""
+    monkeypatch.setenv("RERANKER_DATA", str(tmp_path / "cache"))
+    src = load(_unpacked(tmp_path), format="movielens")
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    lines = ["user_id:token\titem_id:token\trating:float\ttimestamp:float"]
+    lines += [f"{r.user_id}\t{r.item_id}\t{r.rating}\t{r.timestamp}" for r in src.interactions.itertuples()]
+    (rec / "rec.inter").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    got = load(rec, format="recbole")
+    spec = RemoteDataset("ml-tiny-rec", "movielens", (RemoteFile("http://127.0.0.1:9/never.zip"),), "t", "t",
+                         shape=(got.n_users, got.n_items, got.n_interactions))
+    register_dataset(spec)
+    try:
+        r = CliRunner().invoke(main, ["data", "fetch", "ml-tiny-rec", "--from", str(rec), "--no-progress"])
+        assert r.exit_code == 0, r.output
+        folder, fmt = data_path("ml-tiny-rec", progress=False)
+        assert fmt == "recbole"
+        assert load(folder, format=fmt).n_interactions == src.n_interactions
+    finally:
+        DATASETS.pop("ml-tiny-rec", None)

@@ -64,6 +64,9 @@ class RemoteDataset:
     description: str = ""
     checksum_note: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    shape: tuple[int, int, int] | None = None
+    """(users, items, interactions) of a fixed release: what a local copy given as a folder
+    (``--from FOLDER``) is checked against, as it has no archive checksum."""
 
 
 _GL = "https://files.grouplens.org/datasets/movielens/"
@@ -82,13 +85,13 @@ DATASETS: dict[str, RemoteDataset] = {
         "ml-100k", "movielens",
         (RemoteFile(_GL + "ml-100k.zip", md5="0e33842e24a9c977be4e0107933c0723"),),
         "MovieLens 100K (1998): 100,000 ratings, 943 users, 1,682 movies (u.data / u.item)",
-        _ML_NOTE_FIXED,
+        _ML_NOTE_FIXED, shape=(943, 1682, 100_000),
     ),
     "ml-1m": RemoteDataset(
         "ml-1m", "movielens",
         (RemoteFile(_GL + "ml-1m.zip", md5="c4d9eecfca2ab87c1945afe126590906"),),
         "MovieLens 1M (2003): 1,000,209 ratings, 6,040 users, 3,706 movies (ratings.dat / movies.dat)",
-        _ML_NOTE_FIXED,
+        _ML_NOTE_FIXED, shape=(6040, 3706, 1_000_209),
     ),
     "ml-latest-small": RemoteDataset(
         "ml-latest-small", "movielens",
@@ -172,10 +175,13 @@ def data_path(name: str, *, progress: bool = True) -> tuple[Path, str]:
     """(folder, format) of data set `name` in the cache, fetched on first use."""
     spec = dataset_spec(name)
     dest = default_dest(name)
-    if read_marker(dest) is None:
+    marker = read_marker(dest)
+    if marker is None:
         log.info("data set %s is not in %s yet: fetching it", name, data_home())
         fetch(name, dest, progress=progress)
-    return dest, spec.format
+        marker = read_marker(dest) or {}
+    fmt = marker.get("format")  # a copy installed from a folder keeps its own layout
+    return dest, fmt if isinstance(fmt, str) and fmt else spec.format
 
 
 def fetch(
@@ -192,6 +198,8 @@ def fetch(
     ``force``; a non-empty folder that was not fetched is never overwritten without ``force``."""
     spec = name if isinstance(name, RemoteDataset) else dataset_spec(name)
     out = Path(dest).expanduser() if dest is not None else default_dest(spec.name)
+    if isinstance(source, str | Path) and Path(source).expanduser().is_dir():
+        return _fetch_folder(spec, Path(source).expanduser(), out, force=force)
     sources = _sources(spec, source)
     with _locked(out):  # a second process fetching into the same folder waits, then finds it done
         if out.exists() and not force:
@@ -220,6 +228,54 @@ def fetch(
             for a in ours:
                 a.unlink(missing_ok=True)
     log.info("%s is ready in %s (format %s)", spec.name, out, spec.format)
+    return out
+
+
+def _fetch_folder(spec: RemoteDataset, folder: Path, out: Path, *, force: bool) -> Path:
+    """Install a copy of `spec` that is already unpacked in `folder` (any layout the loaders
+    read: the GroupLens files, RecBole's atomic files, ...). There is no archive to checksum, so
+    the copy must load and, where the release is fixed, have its (users, items, interactions)."""
+    from .loaders import detect_format, load
+
+    if folder.resolve() == out.resolve():
+        raise FetchError(f"--from {folder}: that is the destination folder itself")
+    fmt = detect_format(folder)
+    data = load(folder, format=fmt)
+    got = (data.n_users, data.n_items, data.n_interactions)
+    if spec.shape is not None and got != spec.shape:
+        raise FetchError(
+            f"--from {folder}: holds {got[0]:,} users, {got[1]:,} items and {got[2]:,} interactions, but "
+            f"{spec.name} has {spec.shape[0]:,} / {spec.shape[1]:,} / {spec.shape[2]:,}; is it the right data set?"
+        )
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.name != MARKER)
+    with _locked(out):
+        if out.exists() and not force:
+            marker = read_marker(out)
+            if marker is not None and marker.get("name") == spec.name:
+                log.info("%s is already in %s (use --force to install again)", spec.name, out)
+                return out
+            raise FetchError(f"{out} exists; choose another DEST or pass --force")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+        try:
+            for f in files:
+                shutil.copyfile(f, tmp / f.name)
+            marker = {"name": spec.name, "format": fmt, "source": f"local folder {folder.resolve()}",
+                      "files": [{"file": f.name, "sha256": _digest(f, "sha256")} for f in files],
+                      "checksums": "copied from a local folder, not an archive: checked by loading it"
+                      + (f" and by its shape {list(spec.shape)} (users, items, interactions)" if spec.shape else "")}
+            (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+            old = None
+            if out.exists():
+                old = out.with_name(f".{out.name}.old-{os.getpid()}")
+                os.replace(out, old)
+            os.replace(tmp, out)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    log.info("%s is ready in %s (copied from %s, format %s)", spec.name, out, folder, fmt)
     return out
 
 

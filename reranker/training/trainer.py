@@ -93,10 +93,16 @@ def _load_raw(cfg: FinetuneConfig, base_dirs: list[Path]):
                 raise ConfigError(f"data.path: {spec.path!r} not found (tried {', '.join(map(str, tried))})")
             p = found[0]
         return load(p, format=spec.format)
+    if spec.name is not None:  # a data set `reranker data fetch` knows: the cache, fetched on first use
+        from ..data.fetch import data_path
+        from ..data.loaders import load
+
+        folder, fetched_format = data_path(spec.name)
+        return load(folder, format=spec.format if "format" in spec.model_fields_set else fetched_format)
     from ..data.synthetic import generate_world
 
     s = spec.synthetic
-    assert s is not None  # DataSpec holds exactly one of path / synthetic
+    assert s is not None  # DataSpec holds exactly one of path / name / synthetic
     return generate_world(seed=s.seed, n_users=s.n_users, n_items=s.n_items).dataset
 
 
