@@ -19,6 +19,7 @@ explanations with at least one unsupported mention. Written: the Markdown report
 of every explanation (eval/results/explanations.json).
 
     nice -n 5 .venv/bin/python eval/explanations.py [--n 200] [--threads 1] [--resume LOG]
+        [--reuse-before eval/results/explanations.json]   # the old explainer's texts of a previous run
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ def _old_prompt(ex: Any, old_tpl: Any, history: list, cand: Any, context: dict) 
     return ex.backend.chat_prompt(body) + _old_anchor(ex, history, cand)[1]
 
 
-def run_dataset(name: str, ds: Any, n: int, backend: Any, log: Any, done: dict | None = None) -> list[dict]:
+def run_dataset(name: str, ds: Any, n: int, backend: Any, log: Any, done: dict | None = None,
+                before_rows: dict | None = None) -> list[dict]:
     from reranker.data.splits import leave_one_out
     from reranker.explain import Explainer, ExplainerConfig
     from reranker.explain_evidence import CoChoices, evidence_for
@@ -95,13 +97,18 @@ def run_dataset(name: str, ds: Any, n: int, backend: Any, log: Any, done: dict |
         hist_items = [ds.item(i) for i in h.last(ex.max_history).items]
         cand = ds.item(top)
         co = CoChoices.from_data(fit, [*(x.item_id for x in hist_items), top])
-        # before: the old prompt, the old anchor, first answer
+        # before: the old prompt, the old anchor, first answer (or its text from --reuse-before:
+        # the old explainer does not depend on the checker; the text is checked again below)
         t = time.perf_counter()
         pick, anchor = _old_anchor(ex, hist_items, cand)
-        g = backend.generate([_old_prompt(ex, old_tpl, hist_items, cand, {})], ex.settings.max_new_tokens,
-                             repetition_penalty=ex.settings.repetition_penalty)[0]
-        before = ex.tidy(g.text, anchor)
-        t_before = time.perf_counter() - t
+        old = (before_rows or {}).get((name, u))
+        if old is not None and old["item"] == top:
+            before, t_before = old["before"], old["before_s"]
+        else:
+            g = backend.generate([_old_prompt(ex, old_tpl, hist_items, cand, {})], ex.settings.max_new_tokens,
+                                 repetition_penalty=ex.settings.repetition_penalty)[0]
+            before = ex.tidy(g.text, anchor)
+            t_before = time.perf_counter() - t
         ev_before = evidence_for(pick, cand, co, h.user_id)
         ch_before = vocab.check(before, ev_before)
         # after: the library's explainer
@@ -114,7 +121,7 @@ def run_dataset(name: str, ds: Any, n: int, backend: Any, log: Any, done: dict |
         ch_shown = vocab.check(shown, ev_after)
         rows.append({
             "dataset": name, "user": u, "item": top, "title": cand.title,
-            "before": before, "before_unsupported": ch_before.unsupported, "before_s": t_before,
+            "before": before, "before_reused": old is not None and old["item"] == top, "before_unsupported": ch_before.unsupported, "before_s": t_before,
             "after": shown, "source": d["source"], "first_unsupported": d["first_unsupported"],
             "retry_unsupported": d.get("retry_unsupported"), "shown_unsupported": ch_shown.unsupported,
             "evidence": d["evidence"], "after_s": t_after,
@@ -141,10 +148,12 @@ def report(rows: list[dict], args: Any, machine: str, wall: float) -> str:
     lines = [
         "# Faithful explanations (issue 18, item 5)",
         "",
-        f"Command: `nice -n 5 .venv/bin/python eval/explanations.py --n {args.n} --threads {args.threads}` "
-        f"({wall / 60:.0f} min wall).",
+        f"Command: `nice -n 5 .venv/bin/python eval/explanations.py --n {args.n} --threads {args.threads}"
+        + (f" --reuse-before {args.reuse_before}" if args.reuse_before else "")
+        + f"` ({wall / 60:.0f} min wall).",
         f"Host: {machine}.",
         "",
+        *([Path(args.note).read_text().rstrip(), ""] if args.note else []),
         "Protocol: chronological leave-one-out; ItemCF (k=50, cosine, implicit) fitted on train+valid; the",
         f"ItemCF top-1 item of each of the first {args.n} evaluated users (sorted ids) explained from the",
         "test-stage history (last 20 items; the explainer shows or cites the last 10); smollm2-135m zero-shot,",
@@ -152,14 +161,18 @@ def report(rows: list[dict], args: Any, machine: str, wall: float) -> str:
         "ml-100k: /work/shared/data/ml-100k; demo world: `generate_world(seed=0)` (500 users x 400 items).",
         "",
         "- **before**: the old explainer's titles-only prompt (`eval/prompts_explain_titles/explain.j2`) and",
-        "  anchor (most recent same-category history item); its first answer (its title-only retry not re-run).",
+        "  anchor (most recent same-category history item); its first answer (its title-only retry not re-run)"
+        + ("; the texts of the previous run reused (`--reuse-before`), checked again." if args.reuse_before else "."),
         "- **after**: `reranker.explain.Explainer` with `explain.mode: llm`: the evidence prompt, the check,",
         "  one regeneration with the strict prompt, else the template sentence; co-choice counts from train+valid.",
         "",
         "Every text is checked by `reranker.explain_check` (the catalogue's categories, attribute values,",
-        "titles, known product nouns, and capitalised names) against the evidence for the history item it",
-        "cites and the two items' own text. *Unsupported-claim rate*: the share of explanations with at",
-        "least one unsupported mention, as the checker sees it (its limits: README, `reranker/explain_check.py`).",
+        "titles, known product nouns, price/quality claims, capitalised names and years) against the evidence",
+        "for the history item it cites, with attribution: a term said of the recommended item must be in the",
+        "shared evidence or the recommended item's own text; a term only the cited item has passes only where",
+        "the sentence says it of the cited item (the rule: `reranker/explain_check.py`, step 3).",
+        "*Unsupported-claim rate*: the share of explanations with at least one unsupported mention, as the",
+        "checker sees it (its limits: README, `reranker/explain_check.py`).",
         "",
         "| data | n | before: unsupported | after, first answer: unsupported | after, retry: unsupported | shown: LLM first / LLM retry / template | shown: unsupported | median s per explanation before / after |",
         "|---|---|---|---|---|---|---|---|",
@@ -186,7 +199,10 @@ def report(rows: list[dict], args: Any, machine: str, wall: float) -> str:
                      f"after, first answer: {_kinds([r['first_unsupported'] for r in rs])}")
     for name in dict.fromkeys(r["dataset"] for r in rows):
         rs = [r for r in rows if r["dataset"] == name]
-        lines += ["", f"## Examples: {name}", ""]
+        lines += ["", f"## Examples: {name}", "", "### the first 10 shown texts (the hand reading's sample)", ""]
+        lines += [f"{j + 1}. user {r['user']}, item \"{r['title']}\" ({r['source']}): {r['after']}"
+                  for j, r in enumerate(rs[:10])]
+        lines.append("")
         groups = [
             ("before, flagged (old explainer)", [r for r in rs if r["before_unsupported"]],
              lambda r: f"{r['before']}  \n  flagged: {', '.join(r['before_unsupported'])}"),
@@ -205,6 +221,14 @@ def report(rows: list[dict], args: Any, machine: str, wall: float) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _read_rows(path: str) -> list[dict]:
+    """The rows of a --log file (one JSON a line) or of the report's JSON (a list)."""
+    text = Path(path).read_text()
+    if text.lstrip().startswith("["):
+        return list(json.loads(text))
+    return [json.loads(x) for x in text.splitlines() if x.strip()]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=200, help="users per data set")
@@ -215,11 +239,15 @@ def main() -> None:
     ap.add_argument("--log", default="/tmp/explanations.jsonl", help="one JSON line per explanation, as it goes")
     ap.add_argument("--resume", default=None, help="reuse the explanations of an earlier run's --log file")
     ap.add_argument("--report-from", default=None, help="write the report from a --log file (a cut run)")
+    ap.add_argument("--reuse-before", default=None,
+                    help="take the 'before' texts (and their timings) from an earlier run's JSON or --log file; "
+                         "they are checked again, the 'after' arm is generated anew")
+    ap.add_argument("--note", default=None, help="a Markdown file added to the report under the command line")
     args = ap.parse_args()
     if args.report_from:
         from _bench_common import machine
 
-        rows = [json.loads(x) for x in Path(args.report_from).read_text().splitlines() if x.strip()]
+        rows = _read_rows(args.report_from)
         out = Path(args.out)
         out.write_text(report(rows, args, machine() + " (report written from the run's log)", float("nan")))
         out.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
@@ -239,14 +267,13 @@ def main() -> None:
     rows: list[dict] = []
     done = {}
     if args.resume:
-        for line in Path(args.resume).read_text().splitlines():
-            if line.strip():
-                r = json.loads(line)
-                done[(r["dataset"], r["user"])] = r
+        for r in _read_rows(args.resume):
+            done[(r["dataset"], r["user"])] = r
+    before_rows = {(r["dataset"], r["user"]): r for r in _read_rows(args.reuse_before)} if args.reuse_before else {}
     with open(args.log, "w") as log:
         for name in args.datasets.split(","):
             ds = load(args.data, format="auto") if name == "ml-100k" else generate_world(seed=0).dataset
-            rows += run_dataset(name, ds, args.n, backend, log, done)
+            rows += run_dataset(name, ds, args.n, backend, log, done, before_rows)
     out = Path(args.out)
     out.write_text(report(rows, args, host, time.perf_counter() - t0))
     out.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")

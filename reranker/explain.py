@@ -7,8 +7,10 @@ data), how many other users chose both. Then, by ``mode``:
 
 - ``llm`` (default): the model phrases the evidence (``prompts/explain.j2``: the evidence as
   cleaned, delimited data, the instruction last). The **faithfulness check**
-  (:mod:`reranker.explain_check`) flags every category, attribute value or product the text
-  names that is neither in the evidence nor in the two items' own text. A flagged text is
+  (:mod:`reranker.explain_check`) flags every category, attribute value, product or
+  price/quality claim the text says of an item that is neither in the shared evidence nor in
+  that item's own text (a genre of the cited item said of the recommended one is flagged),
+  and every title, name or year in neither item's text. A flagged text is
   regenerated once with a stricter prompt; still flagged, it is replaced by the template
   sentence. So what is shown has passed the check or is the template.
 - ``template``: no LLM; the template sentence built from the evidence alone

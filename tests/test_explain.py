@@ -77,7 +77,7 @@ def test_checker_flags_a_planted_wrong_attribute_and_passes_a_faithful_sentence(
     assert not bad.faithful and bad.unsupported == ["blue (attribute)"]
     # the README's old demo output: a cat toy is not what either item is
     toy = vocab.check("It is a high-end cat toy designed for dogs.", ev)
-    assert toy.unsupported == ["toy (product)"]
+    assert toy.unsupported == ["high-end (claim)", "toy (product)"]  # the leash has no price band "premium"
     assert vocab.check("Fans of WhiskerWorks love it.", ev).unsupported == ["WhiskerWorks (attribute)"]
     assert vocab.check("It is as good as a Brightwave Mechanical Keyboard.", ev).unsupported == [
         "Brightwave Mechanical Keyboard (name)"]  # a title without its variant: words not in the evidence
@@ -91,11 +91,74 @@ def test_checker_on_titles_genres_and_years():
     ok = vocab.check("Because you enjoyed Toy Story, try Aladdin: a 1992 animated Musical Comedy.", ev)
     assert ok.faithful, ok.unsupported
     bad = vocab.check("Fans of Pulp Fiction love this Crime story from 1995.", ev)
-    assert bad.unsupported == ["Pulp Fiction (title)", "Crime (category)"]  # 1995 is Toy Story's year
+    # 1995 is Toy Story's year, said here of Aladdin ("this")
+    assert bad.unsupported == ["Pulp Fiction (title)", "Crime (category)", "1995 (attribute)"]
     assert vocab.check("It brings the heat like Toy Story.", ev).faithful  # one-word titles need a capital
     assert not vocab.check("It is as tense as Heat.", ev).faithful
     assert title_variants("Birdcage, The (1996)") >= {"the birdcage", "birdcage the"}
     assert vocab.check("Like The Birdcage, it is funny.", evidence_for(MOVIES["h2"], MOVIES["c1"])).faithful
+
+
+GATTACA = Item("270", "Gattaca", category="Drama", attrs={"release_year": "1997", "genres": "Drama|Sci-Fi|Thriller"})
+ET = Item("423", "E.T. the Extra-Terrestrial", category="Children's",
+          attrs={"release_year": "1982", "genres": "Children's|Drama|Fantasy|Sci-Fi"})
+ET_ANCHOR = 'Because you chose "Gattaca", you may like "E.T. the Extra-Terrestrial" because it'
+
+
+def test_a_genre_of_the_cited_movie_said_of_the_recommended_one_is_flagged():
+    vocab = ClaimVocabulary.from_items([GATTACA, ET, *MOVIES.values()])
+    ev = evidence_for(GATTACA, ET)
+    assert ev.categories == ("Drama", "Sci-Fi")
+    # the eval's shown text: Gattaca is the thriller, E.T. is not
+    bad = vocab.check(f"{ET_ANCHOR} is a classic sci-fi thriller with a compelling narrative.", ev)
+    assert bad.unsupported == ["thriller (category)"]
+    assert not vocab.check(f"{ET_ANCHOR} is a Thriller like Gattaca.", ev).faithful
+    assert not vocab.check(f"{ET_ANCHOR} shares Sci-Fi with Gattaca. It is a thriller.", ev).faithful  # new sentence
+    assert not vocab.check(f"{ET_ANCHOR} is, like Gattaca, a thriller.", ev).faithful  # a comparison
+    assert not vocab.check(f"{ET_ANCHOR} was released in 1997.", ev).faithful  # Gattaca's year
+    # ... and the same terms said of the cited movie pass
+    for ok in (f"{ET_ANCHOR} shares Sci-Fi with Gattaca, which is a thriller.",
+               'Because you chose "Gattaca", a 1997 thriller, you may like "E.T. the Extra-Terrestrial": '
+               "both are Sci-Fi and Drama.",
+               "Gattaca is a Sci-Fi thriller; E.T. is Sci-Fi too, a 1982 Fantasy for children.",
+               f"{ET_ANCHOR} is a Fantasy and a Sci-Fi film from 1982."):
+        check = vocab.check(ok, ev)
+        assert check.faithful, (ok, check.unsupported)
+    from reranker.explain_check import attribute
+
+    owners = attribute(f"{ET_ANCHOR} shares Sci-Fi with Gattaca, which is a thriller.", ev)
+    # Because you chose | Gattaca | you may like | E T the Extra Terrestrial | because it shares Sci Fi with | Gattaca ...
+    assert owners[:3] == ["candidate"] * 3 and owners[3:7] == ["cited"] * 4
+    assert owners[7:18] == ["candidate"] * 11 and owners[18:] == ["cited"] * 5
+
+
+def test_products_and_price_claims_are_checked_against_the_item_they_are_said_of():
+    from reranker.data.synthetic import generate_world
+
+    ds = generate_world(seed=0).dataset
+    vocab = ClaimVocabulary.from_catalog(ds)
+    by_title = {ds.item(i).title: ds.item(i) for i in ds.items["item_id"]}
+    tree, treats = by_title["Tailwag Modern Cat Tree, Large"], by_title["Tailwag Dental Cat Treats, Large"]
+    dog_food = next(it for t, it in by_title.items() if "Dog Food" in t)
+    ev = evidence_for(dog_food, tree)
+    anchor = f'Because you chose "{dog_food.title}", you may like "{tree.title}" because it'
+    # the README's demo output: a cat tree called cat food
+    assert vocab.check(f"{anchor} is a high-end cat food.", ev).unsupported == ["cat food (product)"]
+    assert vocab.check(f"{anchor} is a high-end cat tree.", ev).faithful  # "premium" price band stands in
+    assert vocab.check(f"{anchor} is an affordable cat tree.", ev).unsupported == ["affordable (claim)"]
+    assert vocab.check(f"{anchor} is a limited edition.", ev).unsupported == ["limited edition (claim)"]
+    assert vocab.check(f"{anchor} is loved by food lovers.", ev).faithful  # "food" alone is no product noun
+    ev_treats = evidence_for(dog_food, treats)
+    assert vocab.check(f'You may like "{treats.title}": it is affordable pet food.', ev_treats).faithful
+    # the chocolate of the cited chocolate bar said of almond butter
+    bar, butter = (by_title["Bean & Leaf Organic Dark Chocolate Bar, Single"],
+                   by_title["Bean & Leaf Smooth Almond Butter, Pack of 6"])
+    ev = evidence_for(bar, butter)
+    anchor = f'Because you chose "{bar.title}", you may like "{butter.title}" because it'
+    assert vocab.check(f"{anchor} is for those who love gourmet chocolate treats.", ev).unsupported == [
+        "gourmet (claim)", "chocolate (product)"]
+    said_of_cited = f"{anchor} is an almond butter; the Bean & Leaf Organic Dark Chocolate Bar is chocolate."
+    assert vocab.check(said_of_cited, ev).faithful  # a title prefix of the cited item makes it the subject
 
 
 def test_template_sentence_names_only_evidence():
@@ -121,7 +184,7 @@ def test_template_sentence_names_only_evidence():
 # ------------------------------------------------------------------ the flow
 def test_unsupported_answer_is_regenerated_once_then_replaced_by_the_template():
     be = ScriptedBackend([
-        "is a high-end cat toy.",            # c1: a product that is neither item -> retry
+        "is a cat toy.",                     # c1: a product that is neither item -> retry
         "suits your desk.",                  # c2: faithful
         "is a WhiskerWorks favourite.",      # c1 retry: still unsupported -> template
     ])
