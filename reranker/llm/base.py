@@ -104,7 +104,9 @@ class LLMConfig(BaseConfig):
     """Settings of the `openai` backend (left out of dumps when unset, so the cache keys of
     in-process configs stay what they were)."""
     dtype: Literal["auto", "bf16", "fp32"] = "auto"
-    """`auto`: bf16 when the CPU has native bf16 support, else fp32."""
+    """`auto`: the faster of bf16 and fp32 on this machine, measured once on GEMMs of the
+    model's MLP shape and cached per CPU, torch version and thread count
+    (`$RERANKER_CACHE/dtype-calibration.json`); `bf16` / `fp32` force one."""
     threads: int | None = Field(default=None, ge=1)
     """torch intra-op threads; None keeps torch's default."""
     batch_size: int = Field(default=16, ge=1)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ModelError
 from .base import Generation, LLMConfig
+from .dtype_choice import DtypeChoice, calibrated_dtype
 from .hf_scoring import HFScoring, split_common_prefix
 from .local_tokens import TokenizerText
 from .models import apply_adapter, materialize
@@ -29,13 +30,27 @@ _LOCK = threading.Lock()
 
 
 def cpu_supports_bf16() -> bool:
-    """True when torch reports native bf16 kernels on this CPU (AVX512-BF16 / AMX)."""
+    """True when torch reports native bf16 kernels on this CPU (AVX512-BF16 / AMX). Not what
+    `dtype: auto` goes by: native bf16 can still be slower than fp32 (see `dtype_choice`)."""
     import torch
 
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except Exception:  # pragma: no cover - depends on the torch build
         return False
+
+
+def _mlp_shape(resolved: Any) -> tuple[int, int]:
+    """(hidden, intermediate) of the model's MLP linear layers, read from its config (the
+    usual transformer ratio of 4 where the config names no intermediate size)."""
+    from transformers import AutoConfig
+
+    cfg = AutoConfig.from_pretrained(resolved.path, local_files_only=resolved.offline)
+    text = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+    hidden = next((int(v) for a in ("hidden_size", "n_embd", "d_model") if (v := getattr(text, a, None))), 1024)
+    inter = next((int(v) for a in ("intermediate_size", "n_inner", "ffn_dim", "d_ff") if (v := getattr(text, a, None))),
+                 4 * hidden)
+    return hidden, inter
 
 
 def load_backend(config: LLMConfig | None = None, **overrides: Any) -> HFBackend:
@@ -70,12 +85,13 @@ class HFBackend(TokenizerText, HFScoring):
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
         if self.config.threads:
             torch.set_num_threads(self.config.threads)
-        self.dtype = self._pick_dtype()
         t0 = time.perf_counter()
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(
                 resolved.path, local_files_only=resolved.offline
             )
+            self.dtype_choice = self._pick_dtype(resolved)
+            self.dtype = torch.bfloat16 if self.dtype_choice.dtype == "bf16" else torch.float32
             self.model = AutoModelForCausalLM.from_pretrained(
                 resolved.path, dtype=self.dtype, local_files_only=resolved.offline
             )
@@ -113,18 +129,18 @@ class HFBackend(TokenizerText, HFScoring):
             self.config.model,
             resolved.path,
             time.perf_counter() - t0,
-            self.dtype,
+            self.dtype_choice.describe(),
             torch.get_num_threads(),
         )
 
     # ------------------------------------------------------------------ basics
-    def _pick_dtype(self):
-        torch = self._torch
-        if self.config.dtype == "fp32":
-            return torch.float32
-        if self.config.dtype == "bf16":
-            return torch.bfloat16
-        return torch.bfloat16 if cpu_supports_bf16() else torch.float32
+    def _pick_dtype(self, resolved: Any) -> DtypeChoice:
+        """`dtype: bf16|fp32` as set; `auto`: the faster of the two on this host, measured on
+        GEMMs of the model's MLP shape (`reranker.llm.dtype_choice`, cached per host)."""
+        if self.config.dtype != "auto":
+            return DtypeChoice(self.config.dtype, "config")
+        hidden, intermediate = _mlp_shape(resolved)
+        return calibrated_dtype(hidden, intermediate)
 
     @property
     def device(self):
