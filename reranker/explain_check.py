@@ -37,7 +37,9 @@ How it works
    when said of the cited item and flagged when said of the recommended one ("E.T. ... a
    thriller" because Gattaca is one). Some terms are also supported by a stand-in word
    (:data:`SUPPORTED_BY`: "high-end" and "luxury" by the price band "premium", "affordable"
-   by "budget", "apparel" by the category "Clothing"). Titles are checked against both items
+   by "budget", "apparel" by the category "Clothing") and a category by its other forms
+   (:data:`CATEGORY_FORMS`: "animated" by Animation, "science fiction" by Sci-Fi, where the
+   catalogue has that category). Titles are checked against both items
    and the evidence together. A mention inside a longer supported mention ("war" inside the
    cited title "Star Wars") is not a claim of its own.
 5. Names (``names=True``, the default): a run of capitalised words ("Disneyland", "The Princess
@@ -140,6 +142,14 @@ SUPPORTED_BY: dict[str, tuple[str, ...]] = {
     "cosmetic": ("beauty",), "appliance": ("electric", "blender", "kettle", "espresso maker", "hair dryer"),
     "beverage": ("coffee", "tea"),
     "pet food": ("cat treat", "dog treat", "dog food", "cat food", "kibble"), "cat food": ("cat treat",),
+}
+
+#: other words for a category (an adjective, a spelled-out abbreviation) -> the category as
+#: written in the catalogue; a form is a ``category`` term only where the catalogue has that
+#: category, and is supported where the category is
+CATEGORY_FORMS: dict[str, str] = {
+    "animated": "animation", "cartoon": "animation", "comedic": "comedy", "romantic": "romance",
+    "science fiction": "sci fi", "scifi": "sci fi",
 }
 
 MIN_VALUE_CHARS = 3
@@ -299,6 +309,9 @@ class ClaimVocabulary:
                 terms.setdefault(t, "title")
                 if len(t) == 1 and terms[t] == "title":
                     single.add(t)
+        for form, cat in CATEGORY_FORMS.items():
+            if terms.get(term_of(cat)) == "category":
+                terms.setdefault(term_of(form), "category")
         return cls(terms, single)
 
     @classmethod
@@ -360,7 +373,9 @@ class ClaimVocabulary:
             if m.kind in ("title", "name"):
                 return t in ok_union
             grams = ok[owner[m.start]]
-            return t in grams or any(term_of(alt) in grams for alt in SUPPORTED_BY.get(" ".join(t), ()))
+            key = " ".join(t)
+            alts = (*SUPPORTED_BY.get(key, ()), *((CATEGORY_FORMS[key],) if key in CATEGORY_FORMS else ()))
+            return t in grams or any(term_of(alt) in grams for alt in alts)
 
         found = [Mention(m.term, m.kind, m.start, m.end, supported(m)) for m in self.mentions(text)]
         good = [m for m in found if m.supported]
@@ -511,7 +526,7 @@ def _unique(xs: Iterable[str]) -> list[str]:
 
 
 __all__ = [
-    "ClaimVocabulary", "FaithfulnessCheck", "Mention", "PRODUCT_NOUNS", "PRODUCT_PHRASES", "QUALITY_CLAIMS",
+    "CATEGORY_FORMS", "ClaimVocabulary", "FaithfulnessCheck", "Mention", "PRODUCT_NOUNS", "PRODUCT_PHRASES", "QUALITY_CLAIMS",
     "SUPPORTED_BY", "attribute", "evidence_text", "item_titles", "own_text", "shared_text", "title_forms",
     "title_mentions", "words_of", "term_of",
 ]

@@ -116,6 +116,9 @@ def test_a_genre_of_the_cited_movie_said_of_the_recommended_one_is_flagged():
     assert not vocab.check(f"{ET_ANCHOR} shares Sci-Fi with Gattaca. It is a thriller.", ev).faithful  # new sentence
     assert not vocab.check(f"{ET_ANCHOR} is, like Gattaca, a thriller.", ev).faithful  # a comparison
     assert not vocab.check(f"{ET_ANCHOR} was released in 1997.", ev).faithful  # Gattaca's year
+    # a category's other forms: E.T. is not Animation; "science fiction" is Sci-Fi
+    assert vocab.check(f"{ET_ANCHOR} is an animated film.", ev).unsupported == ["animated (category)"]
+    assert vocab.check(f"{ET_ANCHOR} is science fiction.", ev).faithful
     # ... and the same terms said of the cited movie pass
     for ok in (f"{ET_ANCHOR} shares Sci-Fi with Gattaca, which is a thriller.",
                'Because you chose "Gattaca", a 1997 thriller, you may like "E.T. the Extra-Terrestrial": '
