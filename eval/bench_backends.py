@@ -14,7 +14,10 @@ configuration, then every user:
 Reported: wall seconds per user, users per second, prompt tokens per second (the tokens of the
 prompts as the client counts them, the same for both backends), the share of label scores the
 server's top-k left out, and the Spearman correlation of each user's scores with the in-process
-ones (median over users). Torch and the server get the same number of threads.
+ones (median over users). Torch and the server get the same number of threads. The in-process
+row also gives the host's measured GEMM rate (fp32 and bf16, the model's MLP shape) and its time
+as a multiple of the roofline `2 x parameters x tokens run / rate` in the dtype it ran in (`dtype:
+auto`, calibrated).
 
     .venv/bin/python eval/bench_backends.py [--users 8] [--candidates 20] [--history 10] \
         [--threads 2] [--in-flight 1 4 16] [--server-url http://host:port/v1 --served-model NAME]
@@ -40,7 +43,7 @@ sys.path.insert(0, str(ROOT / "eval"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from _bench_common import machine  # noqa: E402
+from _bench_common import gemm_line, gemm_rates, machine, roofline_ratio, trunk_params  # noqa: E402
 from bench_llm import build_requests  # noqa: E402
 
 from reranker.api import Reranker  # noqa: E402
@@ -72,10 +75,13 @@ def run_inprocess(args, catalog, reqs) -> tuple[dict, list[np.ndarray]]:
     backend = load_backend(LLMConfig(model="smollm2-135m", threads=args.threads))
     ranker = PointwiseLLMRanker(backend=backend, catalog=catalog, max_history=args.history)
     ranker.rank(*reqs[0])  # warm-up
-    scores, tokens = [], 0
+    rates = gemm_rates(backend.model)
+    params = trunk_params(backend.model)
+    scores, tokens, run = [], 0, 0
     t0 = time.perf_counter()
     for h, cands in reqs:
         r = ranker.rank(h, cands)
+        run += int(r.diagnostics.get("tokens_in", 0))
         order = {c.item_id: i for i, c in enumerate(cands)}
         s = np.zeros(len(cands))
         for it in r.items:
@@ -85,9 +91,11 @@ def run_inprocess(args, catalog, reqs) -> tuple[dict, list[np.ndarray]]:
     for h, cands in reqs:
         prompts, _ = ranker.build_prompts(h, cands)
         tokens += sum(backend.count_tokens(p) for p in prompts)
-    return {"name": f"in-process transformers ({str(backend.dtype).removeprefix('torch.')}, "
-                    f"{args.threads} torch threads)", "in_flight": 1, "wall": wall, "tokens": tokens,
-            "missing": None}, scores
+    dt = backend.dtype_choice.dtype
+    how = "calibrated" if backend.dtype_choice.source != "config" else "set"
+    return {"name": f"in-process transformers ({dt}, {how}; {args.threads} torch threads)", "in_flight": 1,
+            "wall": wall, "tokens": tokens, "missing": None, "tokens_run": run,
+            "roofline": roofline_ratio(wall, params, run, rates[dt]), "gemm": gemm_line(rates, params)}, scores
 
 
 def run_server(args, catalog, reqs, spec: str, in_flight: int, key_env: str | None) -> tuple[dict, list[np.ndarray]]:
@@ -216,15 +224,21 @@ def write_report(args, rows, reqs, source: str, host: str, anatomy: dict | None 
         "prefix, the in-process backend runs the prefix once and packs the suffixes.",
         "",
         "| backend | requests in flight | s/user | users/s | prompt tokens/s | labels outside top-20 | "
-        "Spearman vs in-process (median) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "Spearman vs in-process (median) | x roofline |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         missing = "-" if r["missing"] is None else f"{100 * r['missing']:.1f}%"
         rho = f"{r['rho']:.3f}" if "rho" in r else "-"
+        roof = f"{r['roofline']:.1f}x" if "roofline" in r else "-"
         lines.append(f"| {r['name']} | {r['in_flight']} | {r['wall'] / n:.2f} | {n / r['wall']:.2f} | "
-                     f"{r['tokens'] / r['wall']:.0f} | {missing} | {rho} |")
-    lines += ["", f"Prompt tokens per user: {rows[0]['tokens'] / n:.0f}.", ""]
+                     f"{r['tokens'] / r['wall']:.0f} | {missing} | {rho} | {roof} |")
+    lines += ["", f"Prompt tokens per user: {rows[0]['tokens'] / n:.0f}."]
+    if "gemm" in rows[0]:
+        lines += [f"Tokens the in-process model ran per user (the prefix once, the suffixes packed): "
+                  f"{rows[0]['tokens_run'] / n:.0f}. {rows[0]['gemm']} The server rows have no roofline "
+                  "(a 4-bit GGUF through llama.cpp's own kernels; the torch GEMM rate does not apply)."]
+    lines += [""]
     if anatomy:
         lines += [
             "One scoring request to the server (`max_tokens: 1`, median of 5, same load): "

@@ -25,6 +25,7 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,14 +74,15 @@ def choose_dtype(fp32_gflops: float, bf16_gflops: float) -> Dtype:
     return "bf16" if bf16_gflops > fp32_gflops else "fp32"
 
 
-def gemm_shape(hidden: int, intermediate: int, tokens: int = DEFAULT_TOKENS) -> tuple[int, int, int]:
+def gemm_shape(hidden: int, intermediate: int, tokens: int = DEFAULT_TOKENS,
+               max_flop: float = MAX_GEMM_FLOP) -> tuple[int, int, int]:
     """(tokens, hidden, intermediate), with the token rows cut (to a multiple of 32, at least 32)
-    so that one GEMM stays under `MAX_GEMM_FLOP`."""
+    so that one GEMM stays under `max_flop`."""
     if hidden < 1 or intermediate < 1 or tokens < 1:
         raise ValueError(f"GEMM sizes must be positive, got {tokens}x{hidden}x{intermediate}")
     per_row = 2.0 * hidden * intermediate
-    if tokens * per_row > MAX_GEMM_FLOP:
-        tokens = max(32, int(MAX_GEMM_FLOP // per_row) // 32 * 32)
+    if tokens * per_row > max_flop:
+        tokens = max(32, int(max_flop // per_row) // 32 * 32)
     return tokens, hidden, intermediate
 
 
@@ -91,7 +93,9 @@ def measure_gemm_rates(
     *,
     budget_s: float = TIME_BUDGET_S,
     max_rounds: int = MAX_ROUNDS,
+    max_flop: float = MAX_GEMM_FLOP,
     seed: int = 0,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> GemmRates:
     """Time `F.linear(x, w)` (what `nn.Linear` runs) with x `tokens x hidden` and w
     `intermediate x hidden` in fp32 and bf16, with torch's current thread count.
@@ -99,11 +103,12 @@ def measure_gemm_rates(
     One warm-up call per dtype (oneDNN builds a kernel per shape on first use), then rounds of
     one fp32 and one bf16 call, interleaved so that load from other processes falls on both,
     until `max_rounds` or `budget_s` seconds of rounds (at least one round). The rate is
-    `2 * tokens * hidden * intermediate / median seconds`."""
+    `2 * tokens * hidden * intermediate / median seconds`; `clock` times the calls
+    (`time.process_time`: per CPU second, which other processes' load does not dilute)."""
     import torch
     import torch.nn.functional as F
 
-    m, k, n = gemm_shape(hidden, intermediate, tokens)
+    m, k, n = gemm_shape(hidden, intermediate, tokens, max_flop)
     flop = 2.0 * m * k * n
     gen = torch.Generator().manual_seed(seed)
     x32 = torch.randn(m, k, generator=gen)
@@ -122,9 +127,9 @@ def measure_gemm_rates(
         t_rounds = time.perf_counter()
         for r in range(max(1, max_rounds)):
             for name, (x, w) in operands.items():
-                t0 = time.perf_counter()
+                t0 = clock()
                 F.linear(x, w)
-                times[name].append(time.perf_counter() - t0)
+                times[name].append(clock() - t0)
             if r + 1 >= max_rounds or time.perf_counter() - t_rounds >= budget_s:
                 break
     rates = {name: flop / max(statistics.median(ts), 1e-9) / 1e9 for name, ts in times.items()}
