@@ -208,8 +208,8 @@ def test_ctrl_c_leaves_valid_partial_results(tmp_path, world_dataset):
     rankers = res["runs"][0]["rankers"]
     assert rankers["pop"]["complete"] is True and rankers["pop"]["n_users"] == 60
     toy = rankers["toy"]
-    assert toy["complete"] is False and toy["n_users"] == 6  # flushed after users 3 and 6
-    assert len(toy["per_user"]["ndcg@10"]) == 6
+    assert toy["complete"] is False and toy["n_users"] == 7  # every user ranked before the interrupt
+    assert len(toy["per_user"]["ndcg@10"]) == 7
     assert (tmp_path / "out" / "report.md").read_text().count("partial") >= 1
     # the users ranked before the interrupt were cached: a resumed run skips them
     calls: list[str] = []
@@ -259,3 +259,23 @@ def test_runner_ranks_cache_misses_in_blocks_through_rank_many(tmp_path):
     assert run.cache_hits == 4 and run.users == users  # users keep their order
     assert run.ranked == [[u, "y", "x"] for u in users]
     assert run.tokens == [(5, 2)] * 7
+
+
+@pytest.mark.parametrize(("flush_seconds", "expected"), [(0.0, 5), (3600.0, 0)])
+def test_partial_flushes_are_rate_limited_by_time(world_dataset, flush_seconds, expected):
+    """A fast row is not re-scored (bootstrap and all) every `flush_every` users: the partial
+    results are written at most once per `flush_seconds`; the cache still gets every block."""
+    from reranker.evaluation.ranking_run import rank_users
+    from reranker.ranking.base import IdentityRanker
+    from reranker.types import History
+
+    users = [f"u{i}" for i in range(10)]
+    histories = {u: History(u, ("a",)) for u in users}
+    lists = {u: ["x", "y", "z"] for u in users}
+    flushed: list[int] = []
+    run = rank_users(IdentityRanker(), "id", "fp", users, histories, lists, NullCache(), progress=False,
+                     on_flush=lambda r: flushed.append(len(r.users)), flush_every=2, flush_seconds=flush_seconds)
+    assert len(run.users) == 10
+    assert len(flushed) == expected
+    if expected:
+        assert flushed == [2, 4, 6, 8, 10]

@@ -89,8 +89,11 @@ def test_every_readme_command_is_run_or_skipped_with_a_reason():
 def test_readme_commands_run(tmp_path, monkeypatch):
     if not SHARED.is_dir():
         pytest.skip("needs ../shared/data/ml-100k (the README's offline copy)")
-    _scratch(tmp_path)
-    monkeypatch.chdir(tmp_path)
+    work = tmp_path / "repo"  # the README's commands run from the repository root, ../shared beside it
+    work.mkdir()
+    (tmp_path / "shared").symlink_to(SHARED)
+    _scratch(work)
+    monkeypatch.chdir(work)
     env = {"RERANKER_DATA": str(tmp_path / "data-cache")}
     ran, failures = [], []
     for cmd in readme_commands():
@@ -109,4 +112,4 @@ def test_readme_commands_run(tmp_path, monkeypatch):
             failures.append(f"{line}\n  exit {result.exit_code}: {result.output[-800:]}\n  {result.exception!r}")
     assert not failures, "\n\n".join(failures)
     assert any(c.startswith("reranker eval") for c in ran) and any(c.startswith("reranker rerank") for c in ran)
-    assert os.path.isfile(tmp_path / "runs" / "b" / "report.md")
+    assert os.path.isfile(work / "runs" / "b" / "report.md")

@@ -202,7 +202,7 @@ def rank_all(ctx: SeedContext, result: SeedResult, built: dict[str, Any] | None 
         r = rank_users(
             ranker, spec.name, fpr, users, ctx.histories, ctx.lists, run.cache,
             progress=run.options.progress, on_flush=flush_partial,
-            flush_every=run.options.flush_every, precomputed=pre,
+            flush_every=run.options.flush_every, flush_seconds=run.options.flush_seconds, precomputed=pre,
         )
         runs[spec.name] = r
         entry.record(score_run(ctx, r, partial=False))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -56,13 +56,16 @@ def rank_users(
     progress: bool = True,
     on_flush: Callable[[RankerRun], None] | None = None,
     flush_every: int = 50,
+    flush_seconds: float = 0.0,
     precomputed: Any = None,
     run: RankerRun | None = None,
 ) -> RankerRun:
     """Rank each user's candidate list, from the cache when possible; times each computed call.
 
-    ``lists[u]`` holds Candidates or item ids. ``on_flush(run)`` is called every
-    ``flush_every`` users (the runner writes partial results there).
+    ``lists[u]`` holds Candidates or item ids. Every ``flush_every`` users the computed rankings
+    go to the cache, and ``on_flush(run)`` is called (the runner scores and writes the partial
+    results there) when at least ``flush_seconds`` have passed since the last call: a row that
+    ranks thousands of users a second is not re-scored, bootstrap and all, every 50 users.
     """
     from tqdm.auto import tqdm
 
@@ -72,10 +75,15 @@ def rank_users(
         ids = [item_id_of(c) for c in lists[u]]
         keys[u] = make_key("rank", fingerprint, salt, u, list(histories[u].items), ids)
     found = cache.get_many(keys.values()) if cache.enabled else {}
-    loop = _RankLoop(ranker, run, keys, found, {}, histories, lists, cache, precomputed, on_flush, flush_every)
+    loop = _RankLoop(ranker, run, keys, found, {}, histories, lists, cache, precomputed, on_flush, flush_every,
+                     flush_seconds)
     bar = tqdm(total=len(users), desc=name, disable=not progress, leave=False, unit="user")
     try:
         loop.rank(list(users), bar)
+    except BaseException:  # Ctrl-C / SIGTERM: the partial results hold every user ranked so far
+        if on_flush is not None and run.users and len(run.users) != loop.flushed_users:
+            on_flush(run)
+        raise
     finally:  # also on Ctrl-C: what was computed is kept for the next run
         bar.close()
         if loop.pending:
@@ -99,6 +107,9 @@ class _RankLoop:
     precomputed: Any
     on_flush: Callable[[RankerRun], None] | None
     flush_every: int
+    flush_seconds: float = 0.0
+    last_flush: float = field(default_factory=time.perf_counter)
+    flushed_users: int = 0
 
     def rank(self, users: list[str], bar: Any) -> None:
         """Users in order; the cache misses of each block of ``ranker.users_per_batch`` users are
@@ -121,8 +132,11 @@ class _RankLoop:
                     if self.pending:
                         self.cache.put_many(self.pending)
                         self.pending.clear()
-                    if self.on_flush is not None:
+                    now = time.perf_counter()
+                    if self.on_flush is not None and now - self.last_flush >= self.flush_seconds:
                         self.on_flush(self.run)
+                        self.last_flush = time.perf_counter()
+                        self.flushed_users = len(self.run.users)
             bar.update(len(block))  # once per block: per-user updates would show the block's time as one user's
 
     def _compute(self, misses: list[str], batch: int) -> dict[str, CachedRanking]:

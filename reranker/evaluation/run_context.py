@@ -40,6 +40,9 @@ class RunOptions:
     cache_dir: str | Path | None = None
     progress: bool = True
     flush_every: int = 50
+    flush_seconds: float = 30.0
+    """Partial results are scored and written every ``flush_every`` users, at most once per
+    ``flush_seconds`` (scoring them bootstraps every metric over the users so far)."""
     report: bool = True
     dataset: Any = None
     """A ready Dataset to use instead of loading ``data`` (tests, notebooks)."""
