@@ -164,13 +164,27 @@ def test_constrained_decoding_needs_a_backend_that_can(tiny_catalog):
         ranker.rank(History("u", ["h1"]), [Candidate("i1"), Candidate("i2")])
     with pytest.raises(ConfigError, match="decoding"):
         ListwiseLLMRanker(backend=CountingBackend(), catalog=tiny_catalog, decoding="greedy")
+    # auto (the default): free generation where the backend cannot hold the answer
+    auto = ListwiseLLMRanker(backend=CountingBackend(), catalog=tiny_catalog)
+    assert auto.decoding == "auto"
+    assert auto.rank(History("u", ["h1"]), [Candidate("i1"), Candidate("i2")]).diagnostics["decoding"] == "free"
+
+
+def test_rows_on_the_default_decoding_are_not_served_free_rankings_from_the_cache():
+    from reranker.evaluation.experiment import RankerSpec, ranker_fingerprint
+
+    def key(**params: object) -> str:
+        spec = RankerSpec(name="l", type="llm-listwise", params={"model": "smollm2-135m", **params})
+        return ranker_fingerprint(spec, "data", 0)
+
+    assert len({key(), key(decoding="free"), key(decoding="constrained"), key(decoding="auto")}) == 4
 
 
 # ----------------------------------------------------------------------------- real model
 def test_constrained_listwise_smollm_places_every_candidate(smollm, tiny_catalog):
     cands = [Candidate(f"i{i}", 1.0 / i) for i in range(1, 6)]
     hist = History("u1", ["h1", "h2", "h3"])
-    ranker = ListwiseLLMRanker(backend=smollm, catalog=tiny_catalog, decoding="constrained", permutations=2)
+    ranker = ListwiseLLMRanker(backend=smollm, catalog=tiny_catalog, permutations=2)  # auto: constrained
     ranking = ranker.rank(hist, cands)
     d = ranking.diagnostics
     assert sorted(ranking.item_ids) == sorted(c.item_id for c in cands)
@@ -194,16 +208,21 @@ def test_llama_server_grammar_holds_the_listwise_answer(llama_server, tiny_catal
     backend = OpenAIBackend(LLMConfig(model=llama_server.spec, server=settings_))
     try:
         cands = [Candidate(f"i{i}") for i in range(1, 6)]
-        ranker = ListwiseLLMRanker(backend=backend, catalog=tiny_catalog, decoding="constrained")
+        ranker = ListwiseLLMRanker(backend=backend, catalog=tiny_catalog)
         ranking = ranker.rank(History("u1", ["h1", "h2"]), cands)
         d = ranking.diagnostics
         raw = d["raw"][0]
         assert re.fullmatch(label_list_regex(LabelList.numbered(5)), raw), raw
         assert d["hallucinated"] == 0 and d["valid"] + d["duplicate"] == 5
         assert sorted(ranking.item_ids) == sorted(c.item_id for c in cands)
-        # a server set to none refuses constrained decoding with the settings to change
+        assert d["decoding"] == "constrained" and ranker.decoding == "auto"
+        # a server set to none refuses constrained decoding with the settings to change; auto
+        # generates freely there
         plain = OpenAIBackend(LLMConfig(model=llama_server.spec, server={**settings_, "constrained_decoding": "none"}))
         with pytest.raises(ConfigError, match="server.constrained_decoding"):
             plain.generate_label_list(["x"], LabelList.numbered(3))
+        free = ListwiseLLMRanker(backend=plain, catalog=tiny_catalog, max_new_tokens=8)
+        assert free.rank(History("u1", ["h1"]), cands[:3]).diagnostics["decoding"] == "free"
+        plain.close()
     finally:
         backend.close()

@@ -359,6 +359,10 @@ def ranker_fingerprint(spec: RankerSpec, data_fingerprint: str, seed: int, extra
         from ..llm.prompts import PROMPT_VERSION
 
         extra = {"prompt_version": PROMPT_VERSION, "extra": extra}
+        if spec.type == "llm-listwise" and "decoding" not in spec.params:
+            # the default became `auto` (select-only where the backend can, issue 18): rankings
+            # cached under the free-decoding default are not reused for rows that do not say
+            extra["decoding"] = "auto"
     return make_key("ranker-v1", spec.type, spec.params, data_fingerprint, seed, extra)[:24]
 
 

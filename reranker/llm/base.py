@@ -229,6 +229,12 @@ class ConstrainedListBackend(Protocol):
     `reranker.llm.constrained`): in process with a logits processor (distinct labels by
     construction), behind a server with its grammar or guided decoding."""
 
+    @property
+    def can_constrain(self) -> bool:
+        """Whether `generate_label_list` can run here (a server: `server.constrained_decoding`
+        names its mechanism; a cache: its backend can)."""
+        ...
+
     def generate_label_list(
         self,
         prompts: Sequence[str],

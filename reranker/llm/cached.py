@@ -233,6 +233,12 @@ class CachedBackend:
             self.cached_calls += 1
         return [g for g in out if g is not None]
 
+    @property
+    def can_constrain(self) -> bool:
+        """Whether the real backend can hold a generation to a label list (loads it)."""
+        inner = self.inner
+        return isinstance(inner, ConstrainedListBackend) and bool(inner.can_constrain)
+
     def generate_label_list(
         self,
         prompts: Sequence[str],

@@ -206,6 +206,11 @@ class HFBackend(TokenizerText, HFScoring):
         `repetition_penalty` > 1 discourages the loops small models fall into."""
         return self._generate(prompts, max_new_tokens, seed, repetition_penalty)
 
+    @property
+    def can_constrain(self) -> bool:
+        """Always: the logits processor (`ConstrainedListBackend`)."""
+        return True
+
     def generate_label_list(
         self,
         prompts: Sequence[str],

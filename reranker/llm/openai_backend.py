@@ -275,6 +275,11 @@ class OpenAIBackend:
         """`generate` awaitable from any event loop."""
         return await self._http.arun(self._generate(list(prompts), max_new_tokens, seed, repetition_penalty))
 
+    @property
+    def can_constrain(self) -> bool:
+        """Whether `server.constrained_decoding` names the server's mechanism (not `none`)."""
+        return self.settings.constrained_decoding != "none"
+
     def generate_label_list(
         self,
         prompts: Sequence[str],

@@ -84,10 +84,10 @@ class ListwiseConfig(LLMRankerConfig, CFHintOptions):
                         "a small LLM cannot order more than a few dozen numbered items in one answer)")
     step: int = Field(10, ge=1, description="window step")
     seed: int = 0
-    decoding: Literal["constrained", "free"] = Field(
-        "free", description="constrained: select-only decoding, the answer held to the unused candidate labels "
+    decoding: Literal["auto", "constrained", "free"] = Field(
+        "auto", description="constrained: select-only decoding, the answer held to the unused candidate labels "
         "(in process: a logits processor; a server: server.constrained_decoding); free: generate freely, "
-        "repair with the strict parser",
+        "repair with the strict parser; auto: constrained where the backend can, else free",
     )
 
     @model_validator(mode="after")

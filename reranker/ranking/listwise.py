@@ -30,7 +30,10 @@ class ListwiseLLMRanker(LLMRankerBase):
       (`reranker.llm.constrained`; in process a logits processor, behind a server its grammar or
       guided decoding, `server.constrained_decoding`). `free` generates freely and repairs the
       answer with the strict parser (out-of-range and repeated numbers dropped, missing
-      candidates filled in in stage-1 order).
+      candidates filled in in stage-1 order). `auto` (the default): constrained where the
+      backend can hold the answer (`ConstrainedListBackend.can_constrain`: in process always,
+      a server when `server.constrained_decoding` names its mechanism), free otherwise; the
+      diagnostics' `decoding` says which ran.
     """
 
     name = "llm-listwise"
@@ -45,13 +48,13 @@ class ListwiseLLMRanker(LLMRankerBase):
         step: int = 10,
         seed: int = 0,
         max_new_tokens: int | None = None,
-        decoding: Literal["constrained", "free"] = "free",
+        decoding: Literal["auto", "constrained", "free"] = "auto",
         **kwargs: Any,
     ) -> None:
         super().__init__(config, **kwargs)
         self.max_new_tokens = max_new_tokens
-        if decoding not in ("constrained", "free"):
-            raise ConfigError(f"decoding: must be 'constrained' or 'free', got {decoding!r}")
+        if decoding not in ("auto", "constrained", "free"):
+            raise ConfigError(f"decoding: must be 'auto', 'constrained' or 'free', got {decoding!r}")
         self.decoding = decoding
         if permutations < 1:
             raise ConfigError(f"permutations: must be >= 1, got {permutations}")
@@ -62,12 +65,25 @@ class ListwiseLLMRanker(LLMRankerBase):
         self.step = step
         self.seed = seed
 
+    def decoding_used(self) -> str:
+        """`constrained` or `free`: what `decoding` means with this ranker's backend (`auto`:
+        constrained where the backend can hold the answer to the labels)."""
+        if self.decoding == "free":
+            return "free"
+        backend = self.backend
+        able = isinstance(backend, ConstrainedListBackend) and backend.can_constrain
+        if self.decoding == "constrained" and not able:
+            raise ModelError(f"{self.name}: decoding: constrained needs a backend that can hold an answer to a "
+                             f"label list; {type(backend).__name__} cannot (through a server: set "
+                             "server.constrained_decoding; else use decoding: free or auto)")
+        return "constrained" if able else "free"
+
     def _max_new_tokens(self, n: int) -> int:
         """The answer budget unless capped. Free: room for every number and its separator
         ("12, " taken as 3 tokens; SmolLM2 spells it in 4, so a complete 20-item answer needs
         70 and is cut at 64: the free budget is kept as it was measured). Constrained: one token
         per character of the longest complete answer, plus end-of-text (always enough)."""
-        if self.decoding == "constrained":
+        if self.decoding_used() == "constrained":
             need = len(", ".join(str(i + 1) for i in range(n))) + 1
         else:
             need = 3 * n + 4
@@ -180,10 +196,7 @@ class ListwiseLLMRanker(LLMRankerBase):
         `decoding` is constrained."""
         out: list[Any] = [None] * len(prompts)
         backend: Any = self.backend
-        constrained = self.decoding == "constrained"
-        if constrained and not isinstance(backend, ConstrainedListBackend):
-            raise ModelError(f"{self.name}: decoding: constrained needs a backend that can hold an answer to a "
-                             f"label list; {type(backend).__name__} cannot (use decoding: free)")
+        constrained = self.decoding_used() == "constrained"
         for n, budget in sorted(set(zip(sizes, max_new, strict=True))):
             idx = [i for i, (k, m) in enumerate(zip(sizes, max_new, strict=True)) if (k, m) == (n, budget)]
             batch = [prompts[i] for i in idx]
@@ -227,7 +240,7 @@ class ListwiseLLMRanker(LLMRankerBase):
             **self.base_diagnostics(),
             **stats,
             "permutations": self.permutations,
-            "decoding": self.decoding,
+            "decoding": self.decoding_used(),
             "window": self.window,
             "step": self.step,
             "latency_s": seconds,
