@@ -303,3 +303,32 @@ def test_histories_looked_up_once_equal_the_pipelines_own(tmp_path):
     for u in [*map(str, pipe.data.user_ids), "no-such-user", None]:
         for ctx in (None, {"device": "tv"}):
             assert rr._known_history(u, ctx) == pipe.history_for(u, ctx)
+
+
+def test_pipeline_rank_many_batches_a_listwise_llm_and_equals_rank_one_by_one():
+    """`Pipeline.rank_many` (what a batch runs): the listwise LLM's prompts of several requests
+    go through batched generate calls; the rankings equal `rank` request by request."""
+    from fake_backends import ScriptedBackend
+
+    from reranker.pipeline import Pipeline, PipelineConfig
+
+    cfg = PipelineConfig.from_dict({
+        "retriever": {"type": "itemcf", "k": 20},
+        "ranking": {"n_candidates": 6, "bert": None, "llm": {"type": "llm-listwise", "model": "smollm2-135m"},
+                    "fusion": {"weights": {"cf": 0.5, "llm": 0.5}}}})
+    batched, single = ScriptedBackend([], default="3, 1, 2"), ScriptedBackend([], default="3, 1, 2")
+    world = _world()
+    requests = []
+    pipe = Pipeline(cfg, llm_backend=batched).fit(world)
+    for u in ["U01", "U02", "U03", "U04"]:
+        h = pipe.history_for(u)
+        requests.append((h, pipe.candidates(h)))
+    calls = []
+    original = batched.generate
+    batched.generate = lambda prompts, *a, **k: calls.append(len(prompts)) or original(prompts, *a, **k)
+    many = pipe.rank_many(requests)
+    one_pipe = Pipeline(cfg, llm_backend=single).fit(world)
+    one = [one_pipe.rank(h, c) for h, c in requests]
+    assert [r.item_ids for r in many] == [r.item_ids for r in one]
+    assert [r.scores for r in many] == [r.scores for r in one]
+    assert calls and max(calls) == len(requests)  # one generate call held every request's prompt
