@@ -153,7 +153,6 @@ def report(rows: list[dict], args: Any, machine: str, wall: float) -> str:
         + f"` ({wall / 60:.0f} min wall).",
         f"Host: {machine}.",
         "",
-        *([Path(args.note).read_text().rstrip(), ""] if args.note else []),
         "Protocol: chronological leave-one-out; ItemCF (k=50, cosine, implicit) fitted on train+valid; the",
         f"ItemCF top-1 item of each of the first {args.n} evaluated users (sorted ids) explained from the",
         "test-stage history (last 20 items; the explainer shows or cites the last 10); smollm2-135m zero-shot,",
@@ -242,7 +241,6 @@ def main() -> None:
     ap.add_argument("--reuse-before", default=None,
                     help="take the 'before' texts (and their timings) from an earlier run's JSON or --log file; "
                          "they are checked again, the 'after' arm is generated anew")
-    ap.add_argument("--note", default=None, help="a Markdown file added to the report under the command line")
     args = ap.parse_args()
     if args.report_from:
         from _bench_common import machine
