@@ -377,10 +377,14 @@ def main() -> None:
         "`-`: not run (bf16 as the second dtype is timed on the packed path only).",
         "",
         f"**bf16 vs fp32 on the real forward** (packed pointwise, the same {args.fp32_users} users, "
-        f"one dtype after the other): {other} {svn2['shared_s']:.3f} s/user, {dt} {svn_same['shared_s']:.3f} "
-        f"s/user, so {dt} ran {svn2['shared_s'] / svn_same['shared_s']:.2f}x as fast"
+        f"one dtype after the other): {other} {svn2['shared_s']:.3f} s/user ({svn2['shared_cpu_s']:.3f} CPU s), "
+        f"{dt} {svn_same['shared_s']:.3f} s/user ({svn_same['shared_cpu_s']:.3f} CPU s), so {dt} ran "
+        f"{svn2['shared_s'] / svn_same['shared_s']:.2f}x as fast in wall time and "
+        f"{svn2['shared_cpu_s'] / svn_same['shared_cpu_s']:.2f}x per CPU second"
         f"{' (auto chose it by the GEMM calibration)' if args.dtype == 'auto' else ''}; the GEMM rates "
-        f"above give {rate[dt] / max(rate[other], 1e-9):.2f}x.",
+        f"above give {rate[dt] / max(rate[other], 1e-9):.2f}x per wall second and "
+        f"{rate[dt + '_cpu'] / max(rate[other + '_cpu'], 1e-9):.2f}x per CPU second (under a changing load "
+        "the CPU-second figures are the comparable ones).",
         "",
         "All paths run exactly the same tokens per candidate (the common token prefix is cut "
         "from the tokenized full prompts). In fp32 the scores agree to float rounding; in bf16 "
