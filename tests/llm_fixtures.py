@@ -20,7 +20,8 @@ LLM_TEST_OPTIONS = {"model": "smollm2-135m", "threads": 1}
 
 @pytest.fixture(scope="session")
 def smollm():
-    """The real SmolLM2-135M-Instruct transformers backend (bf16 where the CPU supports it).
+    """The real SmolLM2-135M-Instruct transformers backend (`dtype: auto`: bf16 or fp32, whichever
+    the calibration of `reranker.llm.dtype_choice` measured faster on this host).
 
     One torch thread: on a shared CI box, two OpenMP threads competing with other processes
     run an order of magnitude slower than one."""
