@@ -224,7 +224,7 @@ def write_report(args, rows, reqs, source: str, host: str, anatomy: dict | None 
         "prefix, the in-process backend runs the prefix once and packs the suffixes.",
         "",
         "| backend | requests in flight | s/user | users/s | prompt tokens/s | labels outside top-20 | "
-        "Spearman vs in-process (median) | x roofline |",
+        "Spearman vs in-process (median) | wall x roofline |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
