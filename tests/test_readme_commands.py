@@ -30,6 +30,8 @@ SKIP: dict[str, str] = {
     r"^(RERANKER_API_KEY=\S+ )?reranker serve\b": "a long-running server; tests/test_serve.py starts it on a "
     "loopback port",
     r"finetune-ml100k\.yaml --resume$": "hours of fine-tuning on ml-100k; tests/test_finetune.py covers --resume",
+    r"^reranker batch\b": "needs the user's requests file (and a Ray cluster for --address auto); "
+    "tests/test_batch.py runs `reranker batch` through the CLI on generated requests and both engines on a local Ray",
 }
 
 # Sizes cut so the whole file runs in about a minute or two (the command is otherwise as printed).
