@@ -245,6 +245,10 @@ def test_listwise_build_prompts_is_what_rank_sends(smollm, tiny_catalog, hist, c
             sent.extend(prompts)
             return self.be.generate(prompts, *a, **k)
 
+        def generate_label_list(self, prompts, *a, **k):  # decoding: auto is select-only in process
+            sent.extend(prompts)
+            return self.be.generate_label_list(prompts, *a, **k)
+
     spy = ListwiseLLMRanker(backend=Spy(smollm), catalog=tiny_catalog, permutations=2, seed=4, max_new_tokens=12)
     spy.rank(hist, cands)
     assert sent[:2] == list(built.prompts)
