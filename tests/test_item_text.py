@@ -95,7 +95,7 @@ def test_pointwise_instruction_follows_the_candidate():
     lib = PromptLibrary()
     item = {"id": "x", "label": "", "title": "Heat", "category": "Action", "attrs": "", "details": "Action",
             "text": "", "rating": None}
-    text = lib.render("score_pointwise", history=[], candidate=item, context={})
+    text = lib.render("score_pointwise", history=[], candidate=item, context={}, cf_hint="none")
     lines = text.rstrip().splitlines()
     assert lines[-2] == 'Item: "Heat" (Action)' and "Yes or No" in lines[-1]
     assert "Yes or No" not in "\n".join(lines[:-1])
