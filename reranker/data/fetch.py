@@ -25,7 +25,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -255,26 +255,16 @@ def _fetch_folder(spec: RemoteDataset, folder: Path, out: Path, *, force: bool) 
                 log.info("%s is already in %s (use --force to install again)", spec.name, out)
                 return out
             raise FetchError(f"{out} exists; choose another DEST or pass --force")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-        try:
+
+        def fill(tmp: Path) -> dict[str, object]:
             for f in files:
                 shutil.copyfile(f, tmp / f.name)
-            marker = {"name": spec.name, "format": fmt, "source": f"local folder {folder.resolve()}",
-                      "files": [{"file": f.name, "sha256": _digest(f, "sha256")} for f in files],
-                      "checksums": "copied from a local folder, not an archive: checked by loading it"
-                      + (f" and by its shape {list(spec.shape)} (users, items, interactions)" if spec.shape else "")}
-            (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
-            old = None
-            if out.exists():
-                old = out.with_name(f".{out.name}.old-{os.getpid()}")
-                os.replace(out, old)
-            os.replace(tmp, out)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            return {"name": spec.name, "format": fmt, "source": f"local folder {folder.resolve()}",
+                    "files": [{"file": f.name, "sha256": _digest(f, "sha256")} for f in files],
+                    "checksums": "copied from a local folder, not an archive: checked by loading it"
+                    + (f" and by its shape {list(spec.shape)} (users, items, interactions)" if spec.shape else "")}
+
+        _build_in_place(out, fill)
     log.info("%s is ready in %s (copied from %s, format %s)", spec.name, out, folder, fmt)
     return out
 
@@ -395,15 +385,26 @@ def _download(url: str, part: Path, *, progress: bool, timeout_s: float) -> None
 
 # ---------------------------------------------------------------------------- unpacking
 def _install(spec: RemoteDataset, archives: list[Path], out: Path, sha: dict[str, str]) -> None:
-    """Unpack into a temporary folder beside `out`, then move it into place with one rename."""
+    """Unpack the archives into `out` (see `_build_in_place`)."""
+
+    def fill(tmp: Path) -> dict[str, object]:
+        for rf, a in zip(spec.files, archives, strict=True):
+            unpack(rf.unpack, a, tmp, rf.filename)
+        return {"name": spec.name, "format": spec.format, "files": [
+            {"url": rf.url, "sha256": sha[rf.filename], "md5_expected": rf.md5, "sha256_expected": rf.sha256}
+            for rf in spec.files], "checksums": spec.checksum_note}
+
+    _build_in_place(out, fill)
+
+
+def _build_in_place(out: Path, fill: Callable[[Path], dict[str, object]]) -> None:
+    """`fill(tmp)` writes the data set into a temporary folder beside `out` and returns its marker;
+    the marker is written and the folder moved into place with one rename (an old `out` is
+    replaced); on any failure the temporary folder goes and `out` is untouched."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
-        for rf, a in zip(spec.files, archives, strict=True):
-            unpack(rf.unpack, a, tmp, rf.filename)
-        marker = {"name": spec.name, "format": spec.format, "files": [
-            {"url": rf.url, "sha256": sha[rf.filename], "md5_expected": rf.md5, "sha256_expected": rf.sha256}
-            for rf in spec.files], "checksums": spec.checksum_note}
+        marker = fill(tmp)
         (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
         old = None
         if out.exists():
