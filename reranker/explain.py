@@ -218,52 +218,72 @@ class Explainer:
         """The ranking with explanations on its first `top_k` items (module doc). Items come
         from `catalog` (None: the explainer's own); `interactions` (the fitted / training data of
         this call) gives the co-choice counts; `mode` overrides the configured one."""
+        return self.explain_many([(history, ranking)], top_k, catalog, interactions=interactions, mode=mode)[0]
+
+    def explain_many(
+        self, requests: Sequence[tuple[History, Ranking]], top_k: int | None = None, catalog: Catalog = None, *,
+        interactions: Any = None, mode: str | None = None,
+    ) -> list[Ranking]:
+        """`explain` for several (history, ranking) pairs: in ``llm`` mode the first answers of
+        every pair go to the backend in one `generate` call and the retries in a second, so a
+        batching backend decodes them together (same texts as one pair at a time, up to the
+        batch's padding). Each result's ``diagnostics["explain"]["latency_s"]`` is the whole
+        call's time."""
         t0 = time.perf_counter()
         mode = mode or self.settings.mode
         if mode not in EXPLAIN_MODES:
             raise ConfigError(f"explain mode: must be one of {', '.join(EXPLAIN_MODES)}, got {mode!r}")
         k = self.settings.top_k if top_k is None else top_k
-        targets = ranking.items[:k]
-        if not targets:
-            return ranking
-        ids = [r.item_id for r in targets]
-        evs = self.evidence(history, ids, catalog, interactions)
-        texts: dict[str, str] = {}
-        details: dict[str, Any] = {}
-        totals = {"tokens_in": 0, "tokens_out": 0, "regenerated": 0, "fallback": 0, "template": 0}
-        todo = [(i, ev) for i, ev in zip(ids, evs, strict=True) if ev is not None]
+        jobs: list[tuple[list[str], list[Evidence | None]]] = []
+        for history, ranking in requests:
+            ids = [r.item_id for r in ranking.items[:k]]
+            jobs.append((ids, self.evidence(history, ids, catalog, interactions) if ids else []))
+        texts: list[dict[str, str]] = [{} for _ in requests]
+        details: list[dict[str, Any]] = [{} for _ in requests]
+        totals = [{"tokens_in": 0, "tokens_out": 0, "regenerated": 0, "fallback": 0, "template": 0} for _ in requests]
+        todo = [(r, i, ev) for r, (ids, evs) in enumerate(jobs) for i, ev in zip(ids, evs, strict=True)
+                if ev is not None]
         if mode == "template":
-            for i, ev in todo:
-                texts[i] = ev.sentence()
-                details[i] = {"mode": "template", "source": "template", "regenerated": False, "fallback": False,
-                              "unsupported": [], "evidence": ev.to_dict()}
-                totals["template"] += 1
+            for r, i, ev in todo:
+                texts[r][i] = ev.sentence()
+                details[r][i] = {"mode": "template", "source": "template", "regenerated": False, "fallback": False,
+                                 "unsupported": [], "evidence": ev.to_dict()}
+                totals[r]["template"] += 1
         elif todo:
-            self._explain_llm(history, todo, catalog, texts, details, totals)
-        for i, maybe in zip(ids, evs, strict=True):
-            if maybe is None:  # an empty history: nothing to cite, no explanation
-                details[i] = {"mode": mode, "source": None, "evidence": None}
-        diag = dict(ranking.diagnostics)
-        diag["explanations"] = details
-        diag["explain"] = {"mode": mode, **totals, "latency_s": time.perf_counter() - t0}
-        return Ranking(ranking.with_explanations(texts).items, diag)
+            self._explain_llm([h for h, _ in requests], todo, catalog, texts, details, totals)
+        latency = time.perf_counter() - t0
+        out = []
+        for r, (_, ranking) in enumerate(requests):
+            ids, evs = jobs[r]
+            if not ids:
+                out.append(ranking)
+                continue
+            for i, maybe in zip(ids, evs, strict=True):
+                if maybe is None:  # an empty history: nothing to cite, no explanation
+                    details[r][i] = {"mode": mode, "source": None, "evidence": None}
+            diag = dict(ranking.diagnostics)
+            diag["explanations"] = details[r]
+            diag["explain"] = {"mode": mode, **totals[r], "latency_s": latency}
+            out.append(Ranking(ranking.with_explanations(texts[r]).items, diag))
+        return out
 
     def _explain_llm(
-        self, history: History, todo: list[tuple[str, Evidence]], catalog: Catalog,
-        texts: dict[str, str], details: dict[str, Any], totals: dict[str, int],
+        self, histories: Sequence[History], todo: list[tuple[int, str, Evidence]], catalog: Catalog,
+        texts: list[dict[str, str]], details: list[dict[str, Any]], totals: list[dict[str, int]],
     ) -> None:
+        """`todo`: (request index, item id, evidence); results go to the request's dicts."""
         vocab = self.vocabulary(catalog)
-        hist_items, _ = self._items(history, [], catalog)
-        context = LLMRankerBase.context_view(history)
+        views = {r: (self._items(histories[r], [], catalog)[0], LLMRankerBase.context_view(histories[r]))
+                 for r in dict.fromkeys(r for r, _, _ in todo)}
 
-        def attempt(pairs: list[tuple[str, Evidence]], strict: bool) -> list[tuple[str, FaithfulnessCheck]]:
-            prompts = [self._render(hist_items, ev, context, strict) for _, ev in pairs]
+        def attempt(jobs: list[tuple[int, str, Evidence]], strict: bool) -> list[tuple[str, FaithfulnessCheck]]:
+            prompts = [self._render(views[r][0], ev, views[r][1], strict) for r, _, ev in jobs]
             gens = self.backend.generate(prompts, self.settings.max_new_tokens,
                                          repetition_penalty=self.settings.repetition_penalty)
             out = []
-            for (_, ev), g in zip(pairs, gens, strict=True):
-                totals["tokens_in"] += g.tokens_in
-                totals["tokens_out"] += g.tokens_out
+            for (r, _, ev), g in zip(jobs, gens, strict=True):
+                totals[r]["tokens_in"] += g.tokens_in
+                totals[r]["tokens_out"] += g.tokens_out
                 text = self.tidy(g.text, self.anchor_text(ev))
                 out.append((text, vocab.check(text, ev)))
             return out
@@ -271,12 +291,12 @@ class Explainer:
         first = attempt(todo, strict=False)
         redo = [j for j, (_, ch) in enumerate(first) if not ch.faithful]
         second = dict(zip(redo, attempt([todo[j] for j in redo], strict=True), strict=True)) if redo else {}
-        totals["regenerated"] += len(redo)
-        for j, (item_id, ev) in enumerate(todo):
+        for j, (r, item_id, ev) in enumerate(todo):
             text, ch = first[j]
             d: dict[str, Any] = {"mode": "llm", "source": "llm", "regenerated": j in second, "fallback": False,
                                  "unsupported": [], "first_unsupported": ch.unsupported, "evidence": ev.to_dict()}
             if j in second:
+                totals[r]["regenerated"] += 1
                 text, ch2 = second[j]
                 d["retry_unsupported"] = ch2.unsupported
                 d["source"] = "llm-retry"
@@ -286,9 +306,9 @@ class Explainer:
                     text = ev.sentence()
                     d["source"] = "template"
                     d["fallback"] = True
-                    totals["fallback"] += 1
-            texts[item_id] = text
-            details[item_id] = d
+                    totals[r]["fallback"] += 1
+            texts[r][item_id] = text
+            details[r][item_id] = d
 
 
 __all__ = ["Explainer", "ExplainerConfig", "ExplainMode", "EXPLAIN_MODES", "title_variants"]

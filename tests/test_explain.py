@@ -219,6 +219,42 @@ def test_a_faithful_retry_is_shown():
     assert out.diagnostics["explanations"]["c1"]["source"] == "llm-retry"
 
 
+class _CallCounting(ScriptedBackend):
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        self.calls = 0
+
+    def generate(self, prompts, max_new_tokens=None, seed=0, repetition_penalty=None):
+        self.calls += 1
+        return super().generate(prompts, max_new_tokens, seed, repetition_penalty)
+
+
+def test_explain_many_batches_every_users_answers_and_keeps_each_users_result():
+    # u1: c1 unsupported twice (template), c2 faithful; u9: c1 faithful, x1 faithful on the retry
+    reqs = [(History("u1", ["h1", "h2"]), _ranking("c1", "c2")), (History("u9", ["h1"]), _ranking("c1", "x1"))]
+    cfg = ExplainerConfig(top_k=2)
+    be = _CallCounting(["is a cat toy.", "suits your desk.", "is a dog leash.", "is a dog leash.",  # first answers
+                        "is a cat toy.", "is a WhiskerWorks favourite."])  # the two retries
+    many = Explainer(backend=be, catalog=SHOP, explain_config=cfg).explain_many(reqs, interactions=CHOICES)
+    assert be.calls == 2 and len(be.prompts) == 6  # all first answers in one call, the retries in a second
+    one = Explainer(backend=ScriptedBackend(["is a cat toy.", "suits your desk.", "is a cat toy.",
+                                             "is a dog leash.", "is a dog leash.", "is a WhiskerWorks favourite."]),
+                    catalog=SHOP, explain_config=cfg)
+    singles = [one.explain(h, r, interactions=CHOICES) for h, r in reqs]
+    for a, b in zip(many, singles, strict=True):
+        assert [r.explanation for r in a] == [r.explanation for r in b]
+        assert {k: v["source"] for k, v in a.diagnostics["explanations"].items()} == {
+            k: v["source"] for k, v in b.diagnostics["explanations"].items()}
+        for key in ("regenerated", "fallback", "tokens_in", "tokens_out"):
+            assert a.diagnostics["explain"][key] == b.diagnostics["explain"][key]
+    assert [v["source"] for v in many[0].diagnostics["explanations"].values()] == ["template", "llm"]
+    assert [v["source"] for v in many[1].diagnostics["explanations"].values()] == ["llm", "llm-retry"]
+    assert many[0].diagnostics["explain"]["fallback"] == 1
+    empty = Explainer(backend=_CallCounting([]), catalog=SHOP).explain_many(
+        [(History("u0", []), _ranking("c1")), (History("u1", ["h1"]), _ranking())])
+    assert empty[0][0].explanation is None and len(empty[1]) == 0
+
+
 def test_template_mode_needs_no_model():
     ex = Explainer(backend=ScriptedBackend([]), catalog=SHOP, explain_config=ExplainerConfig(top_k=2, mode="template"))
     out = ex.explain(History("u1", ["h1"]), _ranking("c1", "c2"), interactions=CHOICES)
@@ -309,3 +345,18 @@ def test_real_model_shows_only_checked_text_or_the_template(smollm):
             assert r.explanation == ev.sentence() and info["fallback"]
         else:
             assert r.explanation.startswith(f'Because you chose "{ev.cited_title}"')
+
+
+def test_real_model_explain_many_equals_one_user_at_a_time(smollm):
+    from reranker.data.synthetic import generate_world
+
+    ds = generate_world(seed=0).dataset
+    ex = Explainer(backend=smollm, catalog=ds, explain_config=ExplainerConfig(top_k=2, max_new_tokens=16))
+    reqs = []
+    for user in ("U003", "U004"):
+        hist = ds.history(user, cap=10)
+        reqs.append((hist, _ranking(*[i for i in ds.items["item_id"] if i not in set(hist.items)][:2])))
+    many = ex.explain_many(reqs, interactions=ds)
+    for (h, r), got in zip(reqs, many, strict=True):
+        want = ex.explain(h, r, interactions=ds)
+        assert [x.explanation for x in got] == [x.explanation for x in want]

@@ -25,11 +25,14 @@ from .rows import Request, error_record, parse_line, parse_request
 log = logging.getLogger(__name__)
 
 
+_TIMING_KEYS = frozenset({"latency_s", "signal_seconds"})
+
+
 def _strip_timings(x: Any) -> Any:
-    """Diagnostics without wall-clock fields (they go to the `latency_s` column), so the same
-    input gives the same diagnostics."""
+    """Diagnostics without wall-clock fields (the request's time goes to the `latency_s`
+    column), so the same input gives the same diagnostics."""
     if isinstance(x, dict):
-        return {k: _strip_timings(v) for k, v in x.items() if k != "latency_s"}
+        return {k: _strip_timings(v) for k, v in x.items() if k not in _TIMING_KEYS}
     if isinstance(x, list):
         return [_strip_timings(v) for v in x]
     return x

@@ -307,7 +307,8 @@ class Pipeline:
         self, users: Sequence[str | History | None], k: int | None = None, *, explain: bool | None = None,
         explain_mode: str | None = None,
     ) -> list[Ranking]:
-        """`recommend` for many users (stage 1 batched)."""
+        """`recommend` for many users (stage 1 batched; the explanations generated in batches,
+        `explain_many`)."""
         from tqdm.auto import tqdm
 
         self._check_fitted()
@@ -319,16 +320,23 @@ class Pipeline:
         out = []
         for i, h in enumerate(tqdm(histories, desc="recommend", disable=len(histories) < 20)):
             cands = cand_of.get(i) or self.popular.retrieve(h, n)
-            r = self.rank(h, cands).top_k(k or self.config.top_k)
-            if (self.config.explain.enabled if explain is None else explain) and not h.is_empty:
-                r = self.explain(h, r, mode=explain_mode)
-            out.append(r)
+            out.append(self.rank(h, cands).top_k(k or self.config.top_k))
+        if self.config.explain.enabled if explain is None else explain:
+            todo = [i for i, h in enumerate(histories) if not h.is_empty]
+            done = self.explain_many([(histories[i], out[i]) for i in todo], mode=explain_mode) if todo else []
+            for i, r in zip(todo, done, strict=True):
+                out[i] = r
         return out
 
     def explain(self, history: History, ranking: Ranking, mode: str | None = None) -> Ranking:
         """Explanations of the top `explain.top_k` items from evidence (`reranker.explain`): the
         co-choice counts come from the fit data; `mode` (llm | template) overrides
         `explain.mode`. The template mode needs no LLM."""
+        return self.explain_many([(history, ranking)], mode=mode)[0]
+
+    def explain_many(self, requests: Sequence[tuple[History, Ranking]], mode: str | None = None) -> list[Ranking]:
+        """`explain` for several (history, ranking) pairs, the LLM's answers generated in one
+        batch (`Explainer.explain_many`)."""
         from ..explain import Explainer, ExplainerConfig
 
         data = self._fit_data()
@@ -342,7 +350,7 @@ class Pipeline:
                 backend = self.llm.backend if self.llm is not None else None
                 self._explainer = Explainer(backend=backend, explain_config=settings, catalog=data)
             explainer = self._explainer
-        return explainer.explain(history, ranking, top_k=self.config.explain.top_k, interactions=data, mode=mode)
+        return explainer.explain_many(requests, top_k=self.config.explain.top_k, interactions=data, mode=mode)
 
     # ------------------------------------------------------------------ persistence
     def save(self, folder: str | Path) -> Path:

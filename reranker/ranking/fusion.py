@@ -14,6 +14,7 @@ The normalisation and the weight search live in `reranker.ranking.fusion_weights
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
@@ -146,10 +147,12 @@ class FusionRanker:
         *,
         all_signals: bool = False,
         catalog: Catalog = None,
+        timings: dict[str, float] | None = None,
     ) -> dict[str, np.ndarray]:
         """Raw per-signal scores for these candidates (only non-zero weights unless all_signals).
 
-        Use ``all_signals=True`` to collect validation lists for `fit_weights`.
+        Use ``all_signals=True`` to collect validation lists for `fit_weights`. `timings`, when
+        given, receives the seconds each signal computed here took (precomputed ones: none).
         """
         pre = dict(precomputed or {})
         names = list(self.signals) + [s for s in pre if s not in self.signals]
@@ -164,7 +167,13 @@ class FusionRanker:
         out: dict[str, np.ndarray] = {}
         n = len(candidates)
         for s in names:
-            arr = pre[s] if s in pre else self.signals[s].score(history, candidates, **catalog_kwargs(catalog))
+            if s in pre:
+                arr = pre[s]
+            else:
+                t0 = time.perf_counter()
+                arr = self.signals[s].score(history, candidates, **catalog_kwargs(catalog))
+                if timings is not None:
+                    timings[s] = time.perf_counter() - t0
             arr = np.asarray(arr, dtype=np.float64).reshape(-1)
             if arr.size != n:
                 raise ValueError(f"fusion: signal {s!r} gave {arr.size} scores for {n} candidates")
@@ -211,7 +220,8 @@ class FusionRanker:
                     f"for {len(cands)} candidates"
                 )
             pre[k] = arr[keep]
-        sig = self.compute_signals(history, uniq, pre, catalog=catalog) if uniq else {}
+        seconds: dict[str, float] = {}
+        sig = self.compute_signals(history, uniq, pre, catalog=catalog, timings=seconds) if uniq else {}
         fused = (
             fuse(sig, self.config.weights, self.config.normalize)
             if sig
@@ -222,6 +232,7 @@ class FusionRanker:
             "weights": self.weights,
             "normalize": self.config.normalize,
             "signals": {k: v.tolist() for k, v in sig.items()},
+            "signal_seconds": seconds,
         }
         return Ranking.from_scores([c.item_id for c in uniq], fused.tolist(), diag)
 
