@@ -1,9 +1,11 @@
-"""Load test of `reranker serve` on loopback: pointwise SmolLM2, 20 candidates and 10 history
-items per request, 1 / 4 / 16 / 64 concurrent clients; requests/s, p50/p95/p99 latency,
-errors and the server's peak RSS. Bounded: at most `--requests` per level (at least one per
-client) and `--max-seconds` per level (requests still in flight then are counted as cut off).
+"""Load test of `reranker serve` on loopback: SmolLM2, 20 candidates and 10 history items per
+request; pointwise at 1 / 4 / 16 / 64 concurrent clients, listwise at 1 / 4 / 16 with
+micro-batching off and on (the ratio side by side); requests/s, p50/p95/p99 latency, errors,
+the server's micro-batches and peak RSS. Bounded: at most `--requests` per level (at least one
+per client) and `--max-seconds` per level (requests still in flight then are counted as cut off).
 
-    .venv/bin/python eval/bench_service.py            # writes eval/results/service.md
+    .venv/bin/python eval/bench_service.py [--runs 'pointwise:off:1,4,16,64;listwise:off:1,4,16;listwise:on:1,4,16']
+        # writes eval/results/service.md
 
 The server runs as `reranker serve` in a subprocess with a generated config (`--workers`
 model threads); the clients are asyncio + httpx in this process.
@@ -93,21 +95,15 @@ async def level(url: str, clients: int, bodies: list[dict], max_seconds: float) 
             "mean": statistics.fmean(lat) if lat else float("nan")}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--levels", default="1,4,16,64")
-    ap.add_argument("--requests", type=int, default=16, help="requests per level (at least one per client)")
-    ap.add_argument("--max-seconds", type=float, default=150.0, help="per level")
-    ap.add_argument("--workers", type=int, default=2, help="the server's model threads")
-    ap.add_argument("--out", default=str(ROOT / "eval" / "results" / "service.md"))
-    args = ap.parse_args()
-    levels = [int(x) for x in args.levels.split(",")]
+def serve_and_load(args: argparse.Namespace, mode: str, micro_batch: bool, levels: list[int]) -> dict:
+    """Start `reranker serve` for one (mode, micro-batching) setting, run every level, stop it."""
     tmp = Path(tempfile.mkdtemp(prefix="bench-service-"))
     cfg = tmp / "serve.yaml"
+    ranker = (f"{{type: llm-{mode}, model: smollm2-135m, item_text_tokens: 0, max_attrs: 1}}")
     cfg.write_text(
-        "rerankers:\n  pointwise:\n    ranker: {type: llm-pointwise, model: smollm2-135m, item_text_tokens: 0,"
-        " max_attrs: 1}\n"
-        f"workers: {args.workers}\napi_key_env: null\nfeedback_db: {tmp / 'fb.sqlite3'}\n")
+        f"rerankers:\n  {mode}:\n    ranker: {ranker}\n"
+        f"workers: {args.workers}\napi_key_env: null\nfeedback_db: {tmp / 'fb.sqlite3'}\n"
+        f"micro_batch: {{enabled: {str(micro_batch).lower()}, max_wait_ms: {args.max_wait_ms}}}\n")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -117,6 +113,7 @@ def main() -> None:
                             stderr=open(tmp / "server.log", "w"))
     ps = psutil.Process(proc.pid)
     peak = 0
+    rows = []
     try:
         while True:
             try:
@@ -128,10 +125,13 @@ def main() -> None:
                 raise SystemExit(f"the server did not start; see {tmp / 'server.log'}")
             time.sleep(0.2)
         ready_s = time.perf_counter() - t_start
-        rows = []
         for n in levels:
             bodies = make_requests(max(args.requests, n), seed=n)
+            before = batch_counts(url, mode)
             res = asyncio.run(level(url, n, bodies, args.max_seconds))
+            after = batch_counts(url, mode)
+            res["batches"] = after[0] - before[0]
+            res["batched"] = after[1] - before[1]
             peak = max(peak, ps.memory_info().rss)
             try:
                 hwm = [ln for ln in Path(f"/proc/{proc.pid}/status").read_text().splitlines()
@@ -140,29 +140,82 @@ def main() -> None:
             except OSError:
                 pass
             res["cut"] = len(bodies) - res["ok"] - res["errors"]
+            res.update(mode=mode, micro_batch=micro_batch)
             rows.append(res)
             print(res, flush=True)
     finally:
         proc.terminate()
         proc.wait(30)
+    return {"mode": mode, "micro_batch": micro_batch, "ready_s": ready_s, "peak": peak, "rows": rows}
+
+
+def batch_counts(url: str, mode: str) -> tuple[int, int]:
+    """(micro-batches, requests in them) so far, from the server's /metrics."""
+    text = httpx.get(url + "/metrics").text
+    found = {}
+    for name in ("reranker_batches_total", "reranker_batched_requests_total"):
+        prefix = f'{name}{{mode="{mode}"}} '
+        found[name] = next((int(ln[len(prefix):]) for ln in text.splitlines() if ln.startswith(prefix)), 0)
+    return found["reranker_batches_total"], found["reranker_batched_requests_total"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", default="pointwise:off:1,4,16,64;listwise:off:1,4,16;listwise:on:1,4,16",
+                    help="MODE:on|off:LEVELS;... (micro-batching on or off; concurrent clients per level)")
+    ap.add_argument("--requests", type=int, default=16, help="requests per level (at least one per client)")
+    ap.add_argument("--max-seconds", type=float, default=150.0, help="per level")
+    ap.add_argument("--workers", type=int, default=2, help="the server's model threads")
+    ap.add_argument("--max-wait-ms", type=float, default=10.0, help="micro_batch.max_wait_ms")
+    ap.add_argument("--out", default=str(ROOT / "eval" / "results" / "service.md"))
+    args = ap.parse_args()
+    load_at_start = os.getloadavg()
+    runs = []
+    for spec in args.runs.split(";"):
+        mode, onoff, levels = spec.split(":")
+        runs.append(serve_and_load(args, mode, onoff == "on", [int(x) for x in levels.split(",")]))
     lines = [
         "# `reranker serve` load test (eval/bench_service.py)", "",
-        f"Machine: {machine()}.", "",
-        f"Server: `reranker serve` on loopback, pointwise SmolLM2-135M in process (the `smollm2-135m` preset), "
-        f"{args.workers} model threads, no micro-batching (not implemented yet). Each request: 20 candidates "
-        f"and 10 history items (titles + category of the generated demo catalog). Ready "
-        f"(`/readyz` 200) {ready_s:.1f} s after start. Peak RSS of the server: {peak / 2**20:.0f} MiB.", "",
-        f"Per level: {args.requests} requests (at least one per client), at most {args.max_seconds:.0f} s; "
-        "`cut` = requests not started before that bound.", "",
-        "| clients | ok | errors | cut | wall s | requests/s | p50 s | p95 s | p99 s |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"Produced by `eval/bench_service.py --runs '{args.runs}' --requests {args.requests} "
+        f"--max-seconds {args.max_seconds:.0f} --workers {args.workers} --max-wait-ms {args.max_wait_ms:g}` "
+        "(one run; the settings one after another).", "",
+        f"Machine: {machine()}; load average at start {load_at_start[0]:.2f} / {load_at_start[1]:.2f} / "
+        f"{load_at_start[2]:.2f}.", "",
+        f"Server: `reranker serve` on loopback, SmolLM2-135M in process (the `smollm2-135m` preset; title, "
+        f"category and one attribute per item), {args.workers} model threads; one server per setting. "
+        "Each request: 20 candidates and 10 history items (titles + category of the generated demo "
+        f"catalog). Per level: {args.requests} requests (at least one per client), at most "
+        f"{args.max_seconds:.0f} s; `cut` = requests not started before that bound. `batches`: the "
+        "micro-batches the server ran (its /metrics), `mean batch` the requests per batch.", "",
+        "| mode | micro-batching | clients | ok | errors | cut | wall s | requests/s | p50 s | p95 s | p99 s "
+        "| batches | mean batch |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in rows:
-        lines.append(f"| {r['clients']} | {r['ok']} | {r['errors']} | {r['cut']} | {r['wall_s']:.1f} | "
-                     f"{r['rps']:.2f} | {r['p50']:.2f} | {r['p95']:.2f} | {r['p99']:.2f} |")
-    lines += ["", "The machine has 2 cores shared with other jobs (see the load average): the figures are "
-              "noisy.", ""]
-    Path(args.out).write_text("\n".join(lines))
+    for run in runs:
+        for r in run["rows"]:
+            mean = f"{r['batched'] / r['batches']:.1f}" if r["batches"] else "-"
+            lines.append(f"| {r['mode']} | {'on' if r['micro_batch'] else 'off'} | {r['clients']} | {r['ok']} | "
+                         f"{r['errors']} | {r['cut']} | {r['wall_s']:.1f} | {r['rps']:.2f} | {r['p50']:.2f} | "
+                         f"{r['p95']:.2f} | {r['p99']:.2f} | {r['batches'] or '-'} | {mean} |")
+    lines += ["", "| mode | micro-batching | ready s | peak RSS MiB |", "|---|---|---:|---:|"]
+    for run in runs:
+        lines.append(f"| {run['mode']} | {'on' if run['micro_batch'] else 'off'} | {run['ready_s']:.1f} | "
+                     f"{run['peak'] / 2**20:.0f} |")
+    by = {(run["mode"], run["micro_batch"]): {r["clients"]: r for r in run["rows"]} for run in runs}
+    ratio_lines = []
+    for (mode, on), rows in by.items():
+        off = by.get((mode, False))
+        if not on or off is None:
+            continue
+        for n, r in rows.items():
+            if n in off and off[n]["rps"]:
+                ratio_lines.append(f"| {mode} | {n} | {off[n]['rps']:.2f} | {r['rps']:.2f} | "
+                                   f"{r['rps'] / off[n]['rps']:.2f}x | {off[n]['p50']:.2f} | {r['p50']:.2f} |")
+    if ratio_lines:
+        lines += ["", "Micro-batching on vs off, side by side in this run:", "",
+                  "| mode | clients | requests/s off | requests/s on | ratio | p50 s off | p50 s on |",
+                  "|---|---:|---:|---:|---:|---:|---:|", *ratio_lines]
+    Path(args.out).write_text("\n".join(lines) + "\n")
     print("wrote", args.out)
 
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from pydantic import Field, model_validator
 
 from .config import BaseConfig
-from .errors import ConfigError, DataError, UnknownIdError
+from .errors import ConfigError, DataError, RerankerError, UnknownIdError
 from .explain import ExplainerConfig
-from .ranking.base import ItemListing
+from .ranking.base import ItemListing, rank_many_batch_size
 from .ranking.configs import PointwiseConfig
 from .ranking.llm_common import Catalog, make_lookup
 from .registry import LLM_RANKER_TYPES, MODE_TO_TYPE, RANKERS, BuildContext
@@ -93,6 +94,27 @@ class _ChainCatalog:
                 out.update({k: lookup(k) for k in self.base})
         out.update(self.local)
         return out
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    """One request, normalised (`Reranker.prepare`): ready to rank alone or with others."""
+
+    history: History
+    candidates: list[Candidate]
+    local: dict[str, Item]
+    """Items given inline in the request."""
+    base: Catalog
+    """The catalog behind them (None: none)."""
+
+    @property
+    def catalog(self) -> _ChainCatalog:
+        return _ChainCatalog(self.local, self.base)
+
+
+def _agree(merged: dict[str, Item], local: dict[str, Item]) -> bool:
+    """Whether `local`'s inline items can join `merged` (no id given with other contents)."""
+    return all(merged.get(k, v) == v for k, v in local.items())
 
 
 def _as_item(x: Any, where: str) -> Item | None:
@@ -283,12 +305,9 @@ class Reranker:
         as the catalog (here or to the constructor) gives them; otherwise they are left out."""
         if top_k is not None and top_k < 0:
             raise ConfigError(f"top_k: must be >= 0, got {top_k}")
-        hist, cands, local = normalize_request(
-            history, candidates, context, user_id,
-            max_candidates=self.config.max_candidates, max_history_items=self.config.max_history_items,
-        )
-        cat = _ChainCatalog(local, catalog if catalog is not None else self.catalog)
-        ranking = self.ranker.rank(hist, cands, catalog=cat)
+        req = self.prepare(history, candidates, catalog, context, user_id)
+        hist, cat = req.history, req.catalog
+        ranking = self.ranker.rank(hist, req.candidates, catalog=cat)
         if explain:
             top = self.config.explain.top_k
             k = top if top_k is None else min(top_k, top)
@@ -298,6 +317,61 @@ class Reranker:
             ranking = self.explainer.explain(hist, ranking, top_k=k, catalog=cat, interactions=interactions,
                                              mode=explain_mode)
         return ranking.top_k(top_k) if top_k is not None else ranking
+
+    def prepare(
+        self, history: Any, candidates: Any, catalog: Catalog = None, context: Mapping[str, Any] | None = None,
+        user_id: str | None = None,
+    ) -> PreparedRequest:
+        """Normalise and check one request (`normalize_request`, this Reranker's size limits):
+        what `rerank` does before ranking. Raises a `DataError` naming the field."""
+        hist, cands, local = normalize_request(
+            history, candidates, context, user_id,
+            max_candidates=self.config.max_candidates, max_history_items=self.config.max_history_items,
+        )
+        return PreparedRequest(hist, cands, local, catalog if catalog is not None else self.catalog)
+
+    @property
+    def batches_requests(self) -> int:
+        """How many requests `rank_prepared` ranks in one batch: the ranker's preferred number
+        when it has a batched path (listwise: the users whose prompts fill one generate
+        batch), else 1 (pointwise and the verbalizer score one request per forward)."""
+        return rank_many_batch_size(self.ranker)
+
+    def rank_prepared(self, requests: Sequence[PreparedRequest]) -> list[Ranking | RerankerError]:
+        """Rank prepared requests (no explanations), each result as `rerank` would give it.
+        A ranker with a batched path (`BatchRanker.rank_many`) ranks up to `batches_requests`
+        of them together; requests whose inline items disagree (one id, two contents) or that
+        name different catalogs go to different batches. A request that fails gets its
+        `RerankerError` in its place (a failing batch is re-ranked one request at a time, so
+        one bad request never fails the others)."""
+        ranker = self.ranker
+        out: list[Ranking | RerankerError | None] = [None] * len(requests)
+        size = self.batches_requests
+        groups: list[tuple[list[int], dict[str, Item], Catalog]] = []
+        for i, r in enumerate(requests):
+            g = next((g for g in groups if len(g[0]) < size and g[2] is r.base and _agree(g[1], r.local)), None)
+            if g is None:
+                g = ([], {}, r.base)
+                groups.append(g)
+            g[0].append(i)
+            g[1].update(r.local)
+        for idx, local, base in groups:
+            if len(idx) > 1:
+                try:
+                    ranked = ranker.rank_many([(requests[i].history, requests[i].candidates) for i in idx],
+                                              _ChainCatalog(local, base))
+                except RerankerError:
+                    pass  # find the failing request: one at a time below
+                else:
+                    for i, r in zip(idx, ranked, strict=True):
+                        out[i] = r
+                    continue
+            for i in idx:
+                try:
+                    out[i] = ranker.rank(requests[i].history, requests[i].candidates, catalog=requests[i].catalog)
+                except RerankerError as e:
+                    out[i] = e
+        return [r for r in out if r is not None]
 
     async def arerank(
         self,
@@ -322,4 +396,4 @@ class Reranker:
                                        explain_mode=explain_mode, interactions=interactions)
 
 
-__all__ = ["Reranker", "RerankerConfig", "normalize_request", "MODES"]
+__all__ = ["Reranker", "RerankerConfig", "PreparedRequest", "normalize_request", "MODES"]

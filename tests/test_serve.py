@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -344,14 +346,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def live_server(tmp_path, pipeline, monkeypatch) -> Iterator[str]:
-    """uvicorn serving the app on a loopback port, in a thread."""
+@contextmanager
+def serving(app) -> Iterator[str]:
+    """uvicorn serving `app` on a loopback port, in a thread; yields its URL once ready."""
     import uvicorn
 
-    monkeypatch.delenv(KEY_ENV, raising=False)
-    app = create_app(make_config(tmp_path, workers=4), backend=FakeLLM([], default="1, 2"),
-                     pipeline=pipeline)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -367,9 +366,21 @@ def live_server(tmp_path, pipeline, monkeypatch) -> Iterator[str]:
         time.sleep(0.05)
     else:
         raise AssertionError("the server did not get ready")
-    yield url
-    server.should_exit = True
-    thread.join(10)
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture
+def live_server(tmp_path, pipeline, monkeypatch) -> Iterator[str]:
+    """uvicorn serving the app on a loopback port, in a thread."""
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    app = create_app(make_config(tmp_path, workers=4), backend=FakeLLM([], default="1, 2"),
+                     pipeline=pipeline)
+    with serving(app) as url:
+        yield url
 
 
 def test_live_server_concurrent_clients(live_server, pipeline):
@@ -388,6 +399,90 @@ def test_live_server_concurrent_clients(live_server, pipeline):
         codes = list(pool.map(call, range(48)))
     assert codes == [200] * 48
     assert_field(httpx.post(live_server + "/v1/rerank", json={"documents": ["a", {"id": []}]}), 422, "documents[1].id")
+
+
+class TitleOrderLLM(FakeLLM):
+    """Answers a listwise prompt with its candidates' labels in the alphabetical order of their
+    titles, `delay` seconds after each `generate` call; records every call's batch size."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__([], default="1")
+        self.delay = delay
+        self.calls: list[int] = []
+        self._lock = threading.Lock()
+
+    def generate(self, prompts, max_new_tokens=None, seed=0, repetition_penalty=None):
+        from reranker.llm.base import Generation
+
+        time.sleep(self.delay)
+        with self._lock:
+            self.calls.append(len(prompts))
+        out = []
+        for p in prompts:
+            shown = re.findall(r'^\[(\d+)\] "([^"]*)"', p, flags=re.M)
+            out.append(Generation(", ".join(lab for lab, _ in sorted(shown, key=lambda x: x[1])), 10, 5))
+        return out
+
+
+def _listwise_body(i: int) -> dict:
+    words = ["apple", "birch", "cedar", "delta", "ember", "fjord"]
+    order = words[i % 6:] + words[:i % 6]
+    return {"mode": "listwise", "history": [{"id": f"h{i}", "title": f"history item {i}"}],
+            "documents": [{"id": f"r{i}-{w}", "title": f"{w} {i}"} for w in order]}
+
+
+@pytest.mark.parametrize("micro_batch", [True, False])
+def test_concurrent_listwise_requests_share_batched_generations(tmp_path, pipeline, monkeypatch, micro_batch):
+    """16 concurrent listwise requests: micro-batched into a few shared `generate` calls, each
+    request still gets its own ranking; with micro-batching off, one call per request."""
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    be = TitleOrderLLM(delay=0.3)
+    cfg = make_config(tmp_path, workers=4, micro_batch={"enabled": micro_batch, "max_wait_ms": 200})
+    app = create_app(cfg, backend=be, pipeline=pipeline)
+    with serving(app) as url:
+        be.calls.clear()  # (the warm-up)
+
+        def call(i: int) -> list[str]:
+            with httpx.Client(base_url=url, timeout=60) as c:
+                r = c.post("/v1/rerank", json=_listwise_body(i))
+                assert r.status_code == 200, r.text
+                return [x["item_id"] for x in r.json()["results"]]
+
+        with ThreadPoolExecutor(16) as pool:
+            got = list(pool.map(call, range(16)))
+        metrics = httpx.get(url + "/metrics").text
+    for i, ids in enumerate(got):
+        assert ids == sorted(ids, key=lambda x: x.split("-")[1]) and all(x.startswith(f"r{i}-") for x in ids)
+    if micro_batch:
+        assert max(be.calls) > 1 and len(be.calls) < 16, be.calls
+        assert 'reranker_batched_requests_total{mode="listwise"} 16' in metrics
+    else:
+        assert be.calls == [1] * 16
+        assert "reranker_batched_requests_total{" not in metrics
+
+
+def test_rank_prepared_batches_agreeing_requests_and_isolates_a_failing_one():
+    from reranker.api import Reranker
+    from reranker.errors import DataError
+
+    be = TitleOrderLLM(delay=0.0)
+    rr = Reranker(mode="listwise", backend=be)
+    assert rr.batches_requests > 1
+    bodies = [_listwise_body(i) for i in range(3)]
+    reqs = [rr.prepare(b["history"], b["documents"]) for b in bodies]
+    bad = rr.prepare([{"id": "h", "title": "t"}], ["not-in-any-catalog", {"id": "y", "title": "y"}])
+    clash = rr.prepare(bodies[0]["history"], [{"id": "r0-apple", "title": "zebra 0"}, {"id": "q", "title": "q"}])
+    got = rr.rank_prepared([reqs[0], bad, reqs[1], clash, reqs[2]])
+    assert isinstance(got[1], DataError) and "not-in-any-catalog" in str(got[1])
+    for b, r in zip(bodies, [got[0], got[2], got[4]], strict=True):
+        assert r.item_ids == sorted((d["id"] for d in b["documents"]), key=lambda x: x.split("-")[1])
+    assert got[3].item_ids == ["q", "r0-apple"]  # its own title for r0-apple ("zebra 0"), not request 0's
+    alone = [rr.rerank(b["history"], b["documents"]).item_ids for b in bodies]
+    assert alone == [got[0].item_ids, got[2].item_ids, got[4].item_ids]
+    be.calls.clear()
+    together = rr.rank_prepared([*reqs, clash])
+    assert be.calls == [3, 1]  # the three agreeing requests in one generate; the clashing one apart
+    assert [r.item_ids for r in together] == [*alone, got[3].item_ids]
 
 
 def test_feedback_survives_kill_9(tmp_path):

@@ -68,6 +68,19 @@ class RefreshConfig(BaseConfig):
     """The event kinds that count as interactions."""
 
 
+class MicroBatchConfig(BaseConfig):
+    """Concurrent rerank requests of a mode with a batched ranking path (listwise: one batched
+    `generate`) are ranked together (`reranker.serve.batcher`). Pointwise and the verbalizer
+    score one request per forward either way; requests that ask for explanations run alone."""
+
+    enabled: bool = True
+    max_batch: int | None = Field(None, ge=1, le=256)
+    """Requests per batch (None: the ranker's preferred number, the users whose prompts fill
+    one generate batch)."""
+    max_wait_ms: float = Field(10.0, ge=0, le=5_000)
+    """How long the first waiting request waits for others before its batch runs."""
+
+
 class ServeConfig(BaseConfig):
     """`reranker serve --config configs/serve.yaml`."""
 
@@ -92,6 +105,7 @@ class ServeConfig(BaseConfig):
     """Load the models at start (then /readyz says ready); false: on the first request."""
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     refresh: RefreshConfig = Field(default_factory=RefreshConfig)
+    micro_batch: MicroBatchConfig = Field(default_factory=MicroBatchConfig)
 
     @model_validator(mode="after")
     def _some_mode(self) -> ServeConfig:
@@ -107,4 +121,4 @@ class ServeConfig(BaseConfig):
         return next(iter(self.rerankers))
 
 
-__all__ = ["LOOPBACK_HOSTS", "LimitsConfig", "PipelineSource", "RefreshConfig", "ServeConfig", "SyntheticData"]
+__all__ = ["LOOPBACK_HOSTS", "LimitsConfig", "MicroBatchConfig", "PipelineSource", "RefreshConfig", "ServeConfig", "SyntheticData"]

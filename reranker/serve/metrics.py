@@ -1,5 +1,5 @@
 """Prometheus text-format metrics (no client library): request counts by route and status,
-latency histograms by route, LLM tokens, degraded answers."""
+latency histograms by route, LLM tokens, degraded answers, micro-batches."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ class Metrics:
         self.tokens: dict[str, int] = defaultdict(int)
         self.degraded: dict[str, int] = defaultdict(int)
         self.refreshes = 0
+        self.batches: dict[str, int] = defaultdict(int)
+        self.batched: dict[str, int] = defaultdict(int)
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         with self._lock:
@@ -37,6 +39,11 @@ class Metrics:
     def add_degraded(self, route: str) -> None:
         with self._lock:
             self.degraded[route] += 1
+
+    def add_batch(self, mode: str, size: int) -> None:
+        with self._lock:
+            self.batches[mode] += 1
+            self.batched[mode] += int(size)
 
     def add_refresh(self) -> None:
         with self._lock:
@@ -70,6 +77,14 @@ class Metrics:
                     "# TYPE reranker_degraded_total counter"]
             for r in ("/v1/rerank", "/v1/recommend"):
                 out.append(f'reranker_degraded_total{{route="{r}"}} {self.degraded[r]}')
+            out += ["# HELP reranker_batches_total Micro-batches of rerank requests ranked together, by mode.",
+                    "# TYPE reranker_batches_total counter"]
+            for m in sorted(self.batches):
+                out.append(f'reranker_batches_total{{mode="{m}"}} {self.batches[m]}')
+            out += ["# HELP reranker_batched_requests_total Rerank requests ranked in micro-batches, by mode.",
+                    "# TYPE reranker_batched_requests_total counter"]
+            for m in sorted(self.batched):
+                out.append(f'reranker_batched_requests_total{{mode="{m}"}} {self.batched[m]}')
             out += ["# HELP reranker_refresh_total Model swaps after a feedback refresh.",
                     "# TYPE reranker_refresh_total counter", f"reranker_refresh_total {self.refreshes}"]
         return "\n".join(out) + "\n"

@@ -1,10 +1,13 @@
 """The service's state and request logic, apart from HTTP: the Rerankers (one per served mode),
 the fitted pipeline, the feedback store, the metrics. Model work runs in a thread pool, never on
-the event loop; a request past its deadline gets the stage-1 order back (`degraded`)."""
+the event loop; a request past its deadline gets the stage-1 order back (`degraded`). Concurrent
+rerank requests of a mode with a batched ranking path (listwise) are ranked together
+(`micro_batch`, `reranker.serve.batcher`)."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import threading
@@ -14,9 +17,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from ..api import Reranker
+from ..api import PreparedRequest, Reranker
 from ..errors import RerankerError
 from ..types import History, Ranking
+from .batcher import MicroBatcher
 from .config import ServeConfig
 from .feedback import FeedbackStore
 from .metrics import Metrics
@@ -93,6 +97,7 @@ class Service:
         self.pipeline = pipeline
         self._backend = backend
         self.rerankers: dict[str, Reranker] = {}
+        self.batchers: dict[str, MicroBatcher[PreparedRequest, Ranking]] = {}
         self.store = FeedbackStore(config.feedback_db)
         self.ready = threading.Event()
         self.load_error: str | None = None
@@ -120,6 +125,12 @@ class Service:
                 if self.config.warm_up:
                     rr.rerank([{"id": "warm-h", "title": "warm up"}], [{"id": "warm-c", "title": "ready"}])
                 self.rerankers[mode] = rr
+                mb = self.config.micro_batch
+                if mb.enabled and rr.batches_requests > 1:
+                    self.batchers[mode] = MicroBatcher(
+                        rr.rank_prepared, max_batch=mb.max_batch or rr.batches_requests,
+                        max_wait_ms=mb.max_wait_ms, pool=self.pool,
+                        on_batch=functools.partial(self.metrics.add_batch, mode))
             self.ready.set()
             if self.config.refresh.every_seconds is not None and self.pipeline is not None:
                 threading.Thread(target=self._timer, name="reranker-refresh-timer", daemon=True).start()
@@ -150,6 +161,22 @@ class Service:
         except TimeoutError:
             fut.add_done_callback(_drop_result)
             return None
+
+    async def _batched(self, batcher: MicroBatcher[PreparedRequest, Ranking], prepared: PreparedRequest,
+                       timeout_ms: int | None) -> Ranking | None:
+        """`prepared` ranked in a micro-batch with other requests; None when it misses the
+        deadline (its answer is dropped when the batch finishes)."""
+        fut = asyncio.ensure_future(batcher.submit(prepared))
+        timeout_ms = timeout_ms if timeout_ms is not None else self.config.default_timeout_ms
+        try:
+            if timeout_ms is None:
+                return await fut
+            return await asyncio.wait_for(asyncio.shield(fut), timeout_ms / 1000)
+        except TimeoutError:
+            fut.add_done_callback(_drop_result)
+            return None
+        except RerankerError as e:
+            raise library_error(e) from None
 
     # ------------------------------------------------------------------ rerank
     def _check_rerank(self, req: RerankRequest) -> Reranker:
@@ -188,7 +215,15 @@ class Service:
             except RerankerError as e:
                 raise library_error(e) from None
 
-        ranking = await self._run(work, req.timeout_ms)
+        batcher = self.batchers.get(rr.mode)
+        if batcher is not None and not req.explain:
+            try:
+                prepared = rr.prepare(history, candidates, catalog, context or None, req.user_id)
+            except RerankerError as e:
+                raise library_error(e) from None
+            ranking = await self._batched(batcher, prepared, req.timeout_ms)
+        else:
+            ranking = await self._run(work, req.timeout_ms)
         index = {c["id"]: i for i, c in enumerate(candidates)}
         degraded = ranking is None
         if ranking is None:
