@@ -279,3 +279,25 @@ def test_partial_flushes_are_rate_limited_by_time(world_dataset, flush_seconds, 
     assert len(flushed) == expected
     if expected:
         assert flushed == [2, 4, 6, 8, 10]
+
+
+def test_dtype_auto_is_keyed_as_the_dtype_the_backend_runs_in(tmp_path):
+    """bf16 scores from one host must never be served as fp32 ones on another: `dtype: auto`
+    is keyed by the backend's resolved dtype; an explicit dtype as set."""
+    from reranker.llm.dtype_choice import DtypeChoice
+
+    class Resolved(CountingBackend):
+        def __init__(self, dtype: str) -> None:
+            super().__init__()
+            self.dtype_choice = DtypeChoice(dtype, "calibration")
+
+    cache = KVCache(tmp_path / "c.sqlite")
+    bf16 = CachedBackend(LLMConfig(), cache, backend=Resolved("bf16"))
+    fp32 = CachedBackend(LLMConfig(), cache, backend=Resolved("fp32"))
+    assert '"dtype":"bf16"' in bf16.model_id and '"dtype":"fp32"' in fp32.model_id
+    bf16.score_prompts(["p"], ["Yes", "No"])
+    fp32.score_prompts(["p"], ["Yes", "No"])
+    assert bf16.inner.scored == 1 and fp32.inner.scored == 1  # no entry shared across dtypes
+    set_fp32 = CachedBackend(LLMConfig(dtype="fp32"), cache, backend=CountingBackend())
+    assert set_fp32.model_id == fp32.model_id
+    assert '"dtype":"auto"' in CachedBackend(LLMConfig(), cache, backend=CountingBackend()).model_id  # a fake: as set

@@ -258,8 +258,11 @@ def test_cache_keys_on_the_server_identity_not_on_operational_settings(server, l
     b = CachedBackend(other.config, KVCache(tmp_path / "b.sqlite"), backend=other)
     assert a.model_id == b.model_id and json.dumps(identity, sort_keys=True) in a.model_id
     other.close()
-    # the in-process keys are untouched by the new field (pinned caches keep hitting)
-    assert CachedBackend(LLMConfig(), KVCache(tmp_path / "c.sqlite")).model_id == LLMConfig().model_dump_json()
+    # in-process keys hold the model settings as they run here (dtype auto resolved)
+    from reranker.llm.hf import resolve_dtype
+
+    local = CachedBackend(LLMConfig(), KVCache(tmp_path / "c.sqlite")).model_id  # dtype auto: keyed as resolved
+    assert local == LLMConfig(dtype=resolve_dtype(LLMConfig()).dtype).model_dump_json() and '"dtype":"auto"' not in local
     assert "server" not in LLMConfig().model_dump_json()
 
 

@@ -5,8 +5,10 @@
 tokens and the chat template come from the real backend, which is loaded lazily on the first
 call that needs it (``inner``), so a run whose LLM calls are all cached never runs the model.
 
-Keys are stable: a cache written by earlier versions (the committed reports are re-made from
-one) is read back as it is. For the `openai` backend the key holds the model settings without
+Keys are stable across versions, with one exception: an in-process model with `dtype: auto` is
+keyed by the dtype it runs in on this host (`reranker.llm.hf.resolve_dtype`), so bf16 scores
+from one host are never served as fp32 ones on another; entries written before that (keyed
+``auto``) are not read. For the `openai` backend the key holds the model settings without
 the operational `server` ones, plus the server's identity (base URL, served model id and the
 fingerprint it reports, `OpenAIBackend.identity`), asked of the server on the first call.
 """
@@ -115,18 +117,18 @@ class CachedBackend:
         self.cache = cache
         self._backend = backend
         self._model_id: str | None = None
-        if config.backend != "openai":
-            model_id = config.model_dump_json()
-            adapter = _adapter_fingerprint(config)
-            if adapter:  # retraining into the same folder must not reuse old scores
-                model_id += f"|adapter:{adapter}"
-            self._model_id = model_id
         self.calls = 0
         self.cached_calls = 0
 
     @property
     def model_id(self) -> str:
         """What every key starts from (for a server: asked of it on first use, see the module)."""
+        if self._model_id is None and self.config.backend != "openai":
+            model_id = self._settings_json()
+            adapter = _adapter_fingerprint(self.config)
+            if adapter:  # retraining into the same folder must not reuse old scores
+                model_id += f"|adapter:{adapter}"
+            self._model_id = model_id
         if self._model_id is None:
             identity = getattr(self.inner, "identity", None)
             if identity is None:
@@ -134,6 +136,23 @@ class CachedBackend:
             settings = self.config.model_dump_json(exclude={"server"})
             self._model_id = f"{settings}|server:{json.dumps(identity(), sort_keys=True)}"
         return self._model_id
+
+    def _settings_json(self) -> str:
+        """The in-process model's settings as keyed: `dtype: auto` replaced by the dtype it runs
+        in on this host (a bf16 score must never be served as an fp32 one; `resolve_dtype`
+        answers from the calibration cache without loading the weights). A backend given at
+        construction answers for itself (`dtype_choice`); one without it is keyed as configured."""
+        cfg = self.config
+        if cfg.dtype == "auto":
+            if self._backend is not None:
+                choice = getattr(self._backend, "dtype_choice", None)
+            else:
+                from .hf import resolve_dtype
+
+                choice = resolve_dtype(cfg)
+            if choice is not None:
+                cfg = cfg.model_copy(update={"dtype": choice.dtype})
+        return cfg.model_dump_json()
 
     @property
     def inner(self) -> Any:

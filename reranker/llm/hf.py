@@ -53,6 +53,20 @@ def _mlp_shape(resolved: Any) -> tuple[int, int]:
     return hidden, inter
 
 
+def resolve_dtype(config: LLMConfig) -> DtypeChoice:
+    """The dtype an in-process backend with `config` runs in, without loading the weights:
+    `dtype: bf16|fp32` as set; `auto` the faster one on this host for the model's MLP shape at
+    the config's thread count (`reranker.llm.dtype_choice`: from the per-host calibration cache,
+    measured when missing). What `HFBackend` picks, and what the score cache keys on."""
+    if config.dtype != "auto":
+        return DtypeChoice(config.dtype, "config")
+    import torch
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    return calibrated_dtype(*_mlp_shape(materialize(config.model)))
+
+
 def load_backend(config: LLMConfig | None = None, **overrides: Any) -> HFBackend:
     """A process-wide cached backend per distinct config (models load once)."""
     cfg = (config or LLMConfig()).model_copy(update=overrides) if overrides else (config or LLMConfig())
@@ -139,8 +153,7 @@ class HFBackend(TokenizerText, HFScoring):
         GEMMs of the model's MLP shape (`reranker.llm.dtype_choice`, cached per host)."""
         if self.config.dtype != "auto":
             return DtypeChoice(self.config.dtype, "config")
-        hidden, intermediate = _mlp_shape(resolved)
-        return calibrated_dtype(hidden, intermediate)
+        return calibrated_dtype(*_mlp_shape(resolved))
 
     @property
     def device(self):
