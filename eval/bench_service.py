@@ -169,7 +169,6 @@ def main() -> None:
     ap.add_argument("--max-wait-ms", type=float, default=10.0, help="micro_batch.max_wait_ms")
     ap.add_argument("--out", default=str(ROOT / "eval" / "results" / "service.md"))
     args = ap.parse_args()
-    load_at_start = os.getloadavg()
     runs = []
     for spec in args.runs.split(";"):
         mode, onoff, levels = spec.split(":")
@@ -179,8 +178,7 @@ def main() -> None:
         f"Produced by `eval/bench_service.py --runs '{args.runs}' --requests {args.requests} "
         f"--max-seconds {args.max_seconds:.0f} --workers {args.workers} --max-wait-ms {args.max_wait_ms:g}` "
         "(one run; the settings one after another).", "",
-        f"Machine: {machine()}; load average at start {load_at_start[0]:.2f} / {load_at_start[1]:.2f} / "
-        f"{load_at_start[2]:.2f}.", "",
+        f"Machine: {machine()}.", "",
         f"Server: `reranker serve` on loopback, SmolLM2-135M in process (the `smollm2-135m` preset; title, "
         f"category and one attribute per item), {args.workers} model threads; one server per setting. "
         "Each request: 20 candidates and 10 history items (titles + category of the generated demo "
