@@ -234,10 +234,17 @@ class Explainer:
         if mode not in EXPLAIN_MODES:
             raise ConfigError(f"explain mode: must be one of {', '.join(EXPLAIN_MODES)}, got {mode!r}")
         k = self.settings.top_k if top_k is None else top_k
-        jobs: list[tuple[list[str], list[Evidence | None]]] = []
-        for history, ranking in requests:
-            ids = [r.item_id for r in ranking.items[:k]]
-            jobs.append((ids, self.evidence(history, ids, catalog, interactions) if ids else []))
+        id_lists = [[r.item_id for r in ranking.items[:k]] for _, ranking in requests]
+        if interactions is not None and len(requests) > 1:
+            # the co-choice counts of every request's items from one pass over the interactions
+            # (each request then takes its own items from it, as it would from the full data)
+            interactions = CoChoices.from_data(interactions, {
+                i for (history, _), ids in zip(requests, id_lists, strict=True) if ids
+                for i in (*history.last(self.max_history).items, *ids)})
+        jobs: list[tuple[list[str], list[Evidence | None]]] = [
+            (ids, self.evidence(history, ids, catalog, interactions) if ids else [])
+            for (history, _), ids in zip(requests, id_lists, strict=True)
+        ]
         texts: list[dict[str, str]] = [{} for _ in requests]
         details: list[dict[str, Any]] = [{} for _ in requests]
         totals = [{"tokens_in": 0, "tokens_out": 0, "regenerated": 0, "fallback": 0, "template": 0} for _ in requests]

@@ -53,18 +53,19 @@ def _mlp_shape(resolved: Any) -> tuple[int, int]:
     return hidden, inter
 
 
-def resolve_dtype(config: LLMConfig) -> DtypeChoice:
+def resolve_dtype(config: LLMConfig, resolved: Any = None) -> DtypeChoice:
     """The dtype an in-process backend with `config` runs in, without loading the weights:
     `dtype: bf16|fp32` as set; `auto` the faster one on this host for the model's MLP shape at
     the config's thread count (`reranker.llm.dtype_choice`: from the per-host calibration cache,
-    measured when missing). What `HFBackend` picks, and what the score cache keys on."""
+    measured when missing). What `HFBackend` picks, and what the score cache keys on.
+    `resolved`: the model's `materialize` result when the caller has it."""
     if config.dtype != "auto":
         return DtypeChoice(config.dtype, "config")
     import torch
 
     if config.threads:
         torch.set_num_threads(config.threads)
-    return calibrated_dtype(*_mlp_shape(materialize(config.model)))
+    return calibrated_dtype(*_mlp_shape(resolved if resolved is not None else materialize(config.model)))
 
 
 def load_backend(config: LLMConfig | None = None, **overrides: Any) -> HFBackend:
@@ -151,9 +152,7 @@ class HFBackend(TokenizerText, HFScoring):
     def _pick_dtype(self, resolved: Any) -> DtypeChoice:
         """`dtype: bf16|fp32` as set; `auto`: the faster of the two on this host, measured on
         GEMMs of the model's MLP shape (`reranker.llm.dtype_choice`, cached per host)."""
-        if self.config.dtype != "auto":
-            return DtypeChoice(self.config.dtype, "config")
-        return calibrated_dtype(*_mlp_shape(resolved))
+        return resolve_dtype(self.config, resolved)
 
     @property
     def device(self):

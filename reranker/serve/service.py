@@ -151,8 +151,11 @@ class Service:
     async def _run(self, fn: Callable[[], T], timeout_ms: int | None) -> T | None:
         """`fn` in the model pool; None when it misses the deadline (it finishes in the
         background; its answer is dropped)."""
-        loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(self.pool, fn)
+        return await self._within_deadline(asyncio.get_running_loop().run_in_executor(self.pool, fn), timeout_ms)
+
+    async def _within_deadline(self, fut: asyncio.Future[T], timeout_ms: int | None) -> T | None:
+        """`fut`'s result, or None once `timeout_ms` (else the config's default deadline) has
+        passed; a late result is then dropped (a late failure logged)."""
         timeout_ms = timeout_ms if timeout_ms is not None else self.config.default_timeout_ms
         if timeout_ms is None:
             return await fut
@@ -166,15 +169,8 @@ class Service:
                        timeout_ms: int | None) -> Ranking | None:
         """`prepared` ranked in a micro-batch with other requests; None when it misses the
         deadline (its answer is dropped when the batch finishes)."""
-        fut = asyncio.ensure_future(batcher.submit(prepared))
-        timeout_ms = timeout_ms if timeout_ms is not None else self.config.default_timeout_ms
         try:
-            if timeout_ms is None:
-                return await fut
-            return await asyncio.wait_for(asyncio.shield(fut), timeout_ms / 1000)
-        except TimeoutError:
-            fut.add_done_callback(_drop_result)
-            return None
+            return await self._within_deadline(asyncio.ensure_future(batcher.submit(prepared)), timeout_ms)
         except RerankerError as e:
             raise library_error(e) from None
 
