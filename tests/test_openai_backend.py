@@ -292,7 +292,13 @@ def test_an_eval_row_names_the_server(llama_server, tmp_path):
     assert r.exit_code == 0, r.output
     res = json.loads((out / "results.json").read_text())
     assert res["status"] == "complete"
-    assert set(res["runs"][0]["rankers"]) == {"pop", "server-pointwise"}
+    rows = res["runs"][0]["rankers"]
+    assert set(rows) == {"pop", "server-pointwise"}
+    # the share of Yes/No scores the server returned in its top-k log-probabilities, per user
+    rate = rows["server-pointwise"]["diagnostics"]["labels_returned_rate"]
+    assert rate["n"] == 3 and 0.0 <= rate["mean"] <= 1.0
+    assert "labels_returned_rate" not in rows["pop"]["diagnostics"]
+    assert "labels in top-k" in (out / "report.md").read_text()
     assert SERVER_KEY not in (out / "results.json").read_text() + (out / "report.md").read_text()
 
 

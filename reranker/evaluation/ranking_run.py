@@ -35,6 +35,8 @@ def _compact_diag(diag: Mapping[str, Any]) -> dict[str, Any]:
     tok = P.token_count(diag)
     if tok is not None:
         out["tokens"] = list(tok)
+    if "labels_scored" in diag:  # a server's top-k log-probabilities: the label scores it left out
+        out["labels"] = [int(diag.get("labels_missing") or 0), int(diag["labels_scored"])]
     raw = diag.get("raw") or diag.get("raw_text") or diag.get("text")
     if isinstance(raw, list | tuple):
         raw = "\n---\n".join(str(r) for r in raw)
@@ -182,6 +184,8 @@ def diagnostics_summary(run: RankerRun, n_boot: int, seed: int) -> dict[str, Any
     if any(t is not None for t in run.tokens):
         per["tokens_in_per_user"] = [t[0] if t else np.nan for t in run.tokens]
         per["tokens_out_per_user"] = [t[1] if t else np.nan for t in run.tokens]
+    if any(x is not None for x in run.labels):
+        per["labels_returned_rate"] = [(1.0 - x[0] / x[1]) if x and x[1] else np.nan for x in run.labels]
     if any(p is not None for p in run.parse):
         valid: list[float] = []
         hall: list[float] = []

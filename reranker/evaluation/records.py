@@ -43,7 +43,8 @@ class CachedRanking:
     ids: list[str]
     scores: list[float]
     diag: dict[str, Any]
-    """Compact diagnostics: ``parse`` stats, ``tokens`` (in, out), ``raw`` text (truncated)."""
+    """Compact diagnostics: ``parse`` stats, ``tokens`` (in, out), ``raw`` text (truncated),
+    ``labels`` (missing, scored) when a server returned only its top-k label log-probabilities."""
     seconds: float
     """Latency measured when the ranking was computed (cached users report it too)."""
 
@@ -66,6 +67,9 @@ class RankerRun:
     seconds: list[float] = field(default_factory=list)
     tokens: list[tuple[float, float] | None] = field(default_factory=list)
     parse: list[dict[str, float] | None] = field(default_factory=list)
+    labels: list[tuple[int, int] | None] = field(default_factory=list)
+    """(label scores missing from the server's top-k, label scores asked for) per user; None:
+    an exact backend (every label's logit read) or a ranker that scores no labels."""
     n_candidates: list[int] = field(default_factory=list)
     examples: list[dict[str, Any]] = field(default_factory=list)
     cache_hits: int = 0
@@ -80,6 +84,7 @@ class RankerRun:
         d = ranking.diag
         self.tokens.append((d["tokens"][0], d["tokens"][1]) if "tokens" in d else None)
         self.parse.append(d.get("parse"))
+        self.labels.append((int(d["labels"][0]), int(d["labels"][1])) if "labels" in d else None)
         self.n_candidates.append(n_candidates)
         if "raw" in d and len(self.examples) < _EXAMPLES:
             self.examples.append({"user": user, "raw": d["raw"], "parse": d.get("parse")})

@@ -264,18 +264,22 @@ def _ranking_sections(res: Mapping[str, Any]) -> list[str]:
                     _num((d.get("hallucination_rate") or {}).get("mean")),
                     _num((d.get("duplicate_rate") or {}).get("mean")),
                     _num((d.get("filled_in_rate") or {}).get("mean")),
+                    _num((d.get("labels_returned_rate") or {}).get("mean")),
                     str(d.get("cache_hits", 0)),
                 ]
             )
         lines += ["### Cost and output validity", ""]
         lines += _table(
-            ["ranker", "s/user [CI]", "tokens in/user", "tokens out/user", "valid", "fully valid", "hallucinated", "duplicate", "filled in", "cache hits"],
+            ["ranker", "s/user [CI]", "tokens in/user", "tokens out/user", "valid", "fully valid", "hallucinated", "duplicate", "filled in", "labels in top-k", "cache hits"],
             rows,
         )
         lines += [
             "",
             "valid = share of the candidates the LLM placed itself; hallucinated / duplicate = share of the "
-            "labels it emitted that were out of range / repeated; filled in = share appended in stage-1 order. "
+            "labels it emitted that were out of range / repeated; filled in = share appended in stage-1 order; "
+            "labels in top-k = share of the label scores (e.g. Yes and No per candidate) that a server returned "
+            "among its top-k next-token log-probabilities (a missing one gets a floor score; n/a: an exact "
+            "backend that reads every label's logit). "
             "s/user of cached users is the latency measured when they were computed.",
             "",
         ]
