@@ -58,10 +58,12 @@ def test_eval_end_to_end_with_cf_rankers(tmp_path, regime):
     (pair,) = run["pairs"]  # usercf - itemcf: the negative of itemcf's difference vs usercf
     assert (pair["a"], pair["b"]) == ("usercf", "itemcf")
     assert pair["diff"]["ndcg@10"]["mean"] == pytest.approx(-run["rankers"]["itemcf"]["paired"]["ndcg@10"]["mean"])
+    agree = pair["agreement"]  # two neighbourhood models: positively correlated scores
+    assert 0 < agree["n"] <= 30 and 0.0 < agree["spearman_median"] <= 1.0
     assert set(run["position_bias"]["rankers"]) == {"pop", "itemcf", "usercf", "fusion"}
     md = (out / "report.md").read_text()
     assert "| itemcf | itemcf | 30 |" in md
-    assert "| usercf - itemcf | 30 |" in md
+    assert "| usercf - itemcf | 30 |" in md and f"{agree['spearman_median']:.3f} (" in md
     for png in ("ndcg10.png", "pr_curve.png", "heatmap.png", "position_bias.png"):
         assert (out / png).is_file()
     if regime == "a":

@@ -139,3 +139,17 @@ def test_header_states_cache_hits_and_first_measured_cost():
     assert "sums to 7,200 s (2.0 h;" in md
     res["runs"][0]["rankers"]["llm-listwise"]["diagnostics"]["cache_hits"] = 0
     assert "- Cache:" not in render_markdown(res)
+
+
+def test_score_agreement_matches_items_by_id_and_skips_constant_rows():
+    from reranker.evaluation.ranking_regime import score_agreement
+    from reranker.evaluation.records import RankerRun
+
+    a = RankerRun("a", users=["u1", "u2", "u3"], ranked=[["x", "y", "z"], ["x", "y", "z"], ["x", "y"]],
+                  scores=[[3.0, 2.0, 1.0], [3.0, 2.0, 1.0], [1.0, 1.0]])
+    # u1: the same order listed differently (ids matched, not positions); u2: reversed; u3: constant
+    b = RankerRun("b", users=["u1", "u2", "u3"], ranked=[["z", "x", "y"], ["x", "y", "z"], ["x", "y"]],
+                  scores=[[0.1, 0.9, 0.5], [1.0, 2.0, 3.0], [2.0, 1.0]])
+    got = score_agreement(a, b)
+    assert got["n"] == 2 and got["spearman_mean"] == 0.0 and got["spearman_median"] == 0.0
+    assert score_agreement(a, RankerRun("c")) == {"spearman_median": None, "spearman_mean": None, "n": 0}

@@ -228,9 +228,32 @@ def _paired(ctx: SeedContext, result: SeedResult, runs: Mapping[str, RankerRun])
     if pairs:
         per = {n: _per_user(result, n) for p in pairs for n in p}
         result.pairs = [
-            PairedDiff(a, b, {m: P.paired_difference(per[a][m], per[b][m], pr.n_boot, seed) for m in names})
+            PairedDiff(a, b, {m: P.paired_difference(per[a][m], per[b][m], pr.n_boot, seed) for m in names},
+                       agreement=score_agreement(runs[a], runs[b]))
             for a, b in pairs
         ]
+
+
+def score_agreement(a: RankerRun, b: RankerRun) -> dict[str, Any]:
+    """Per-user Spearman correlation between two rows' scores of the same candidates (matched by
+    item id; a user counts when both rows' scores vary there): median, mean and the number of
+    users. Two backends of one model (in process vs a server) should agree closely."""
+    from scipy.stats import spearmanr
+
+    b_of = {u: dict(zip(ids, sc, strict=True)) for u, ids, sc in zip(b.users, b.ranked, b.scores, strict=True)}
+    rhos: list[float] = []
+    for u, ids, sc in zip(a.users, a.ranked, a.scores, strict=True):
+        other = b_of.get(u)
+        if other is None or set(ids) != set(other):
+            continue
+        x = np.asarray(sc, dtype=np.float64)
+        y = np.asarray([other[i] for i in ids], dtype=np.float64)
+        if np.ptp(x) == 0 or np.ptp(y) == 0:
+            continue
+        rhos.append(float(spearmanr(x, y).statistic))
+    if not rhos:
+        return {"spearman_median": None, "spearman_mean": None, "n": 0}
+    return {"spearman_median": float(np.median(rhos)), "spearman_mean": float(np.mean(rhos)), "n": len(rhos)}
 
 
 def _precomputed(spec: RankerSpec, runs: Mapping[str, RankerRun]) -> Any:

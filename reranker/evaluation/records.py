@@ -184,9 +184,15 @@ class PairedDiff:
     a: str
     b: str
     diff: dict[str, Any]
+    agreement: dict[str, Any] | None = None
+    """How alike the two rows score each user's candidates: ``{spearman_median, spearman_mean,
+    n}`` over the users where both rows' scores vary (`score_agreement`)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"a": self.a, "b": self.b, "diff": self.diff}
+        out = {"a": self.a, "b": self.b, "diff": self.diff}
+        if self.agreement is not None:
+            out["agreement"] = self.agreement
+        return out
 
 
 @dataclass

@@ -15,6 +15,12 @@ from typing import Any
 __all__ = ["render_markdown", "fmt_ci"]
 
 
+def _agreement(a: Mapping[str, Any] | None) -> str:
+    if not a or a.get("spearman_median") is None:
+        return "n/a"
+    return f"{a['spearman_median']:.3f} ({a['spearman_mean']:.3f}), {a['n']} users"
+
+
 def fmt_ci(cell: Mapping[str, Any] | None, digits: int = 4) -> str:
     """``0.1234 [0.1100, 0.1300]``; ``n/a`` when undefined."""
     if not cell or cell.get("mean") is None:
@@ -246,10 +252,13 @@ def _ranking_sections(res: Mapping[str, Any]) -> list[str]:
             rows = [
                 [f"{p['a']} - {p['b']}", str(_first_n(p["diff"]))]
                 + [fmt_ci(p["diff"].get(m)) for m in metrics]
+                + [_agreement(p.get("agreement"))]
                 for p in run["pairs"]
             ]
             lines += ["### Paired differences between rows (same users; mean [95% CI])", ""]
-            lines += _table(["a - b", "users"] + metrics, rows) + [""]
+            lines += _table(["a - b", "users"] + metrics + ["score agreement"], rows) + [""]
+            lines += ["score agreement = Spearman correlation of the two rows' scores of each user's candidates, "
+                      "median (mean) over the users where both vary, and their number.", ""]
         rows = []
         for name, e in rankers.items():
             d = e.get("diagnostics", {})
