@@ -213,9 +213,10 @@ def write_report(args, rows, reqs, source: str, host: str, anatomy: dict | None 
         f"Command: `.venv/bin/python eval/bench_backends.py --users {args.users} --candidates {args.candidates} "
         f"--history {args.history} --threads {args.threads} --in-flight {' '.join(map(str, args.in_flight))}`",
         "",
-        f"Machine: {host}. **Shared and noisy**: 2 cores, with other jobs (evaluation runs) running "
-        "at the same time, so absolute figures move between runs; the rows were measured back to back "
-        "in one run.",
+        f"Machine: {host}. " + (
+            "Quiet at the start (load below 1 per core)" if os.getloadavg()[0] < (os.cpu_count() or 1)
+            else "**Busy**: other jobs were running, so absolute figures move between runs"
+        ) + "; the rows were measured back to back in one run.",
         "",
         f"Requests: {n} users of {source}, {args.history} history items and {args.candidates} candidates "
         "each, pointwise Yes/No (one prompt per candidate, the history prefix shared). Model: "
