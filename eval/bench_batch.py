@@ -80,6 +80,7 @@ def count_tokens(config: Path, users: list[str]) -> dict[str, Any]:
     """Per user: the 20 full prompts' tokens (what a server without prefix caching prefills),
     the shared prefix and the scored tokens (prefix once + every candidate's own suffix)."""
     from reranker.batch import load_batch_config
+    from reranker.llm.hf_scoring import common_prefix_length
     from reranker.serve.loading import load_pipeline
 
     pipe = load_pipeline(load_batch_config(config).pipeline)
@@ -90,11 +91,7 @@ def count_tokens(config: Path, users: list[str]) -> dict[str, Any]:
         h = pipe.history_for(u)
         prompts, _ = llm.build_prompts(h, pipe.candidates(h))
         seqs = [list(x) for x in tok(prompts, add_special_tokens=False).input_ids]
-        n = 0
-        first = seqs[0]
-        limit = min(len(s) for s in seqs) - 1
-        while n < limit and all(s[n] == first[n] for s in seqs[1:]):
-            n += 1
+        n = common_prefix_length(seqs)
         full.append(sum(len(s) for s in seqs))
         prefix.append(n)
         suffix.append(statistics.mean(len(s) - n for s in seqs))

@@ -42,16 +42,8 @@ from bench_llm import build_requests  # noqa: E402
 
 from reranker.llm.base import LLMConfig  # noqa: E402
 from reranker.llm.hf import load_backend  # noqa: E402
+from reranker.llm.hf_scoring import common_prefix_length  # noqa: E402
 from reranker.ranking.pointwise import PointwiseLLMRanker  # noqa: E402
-
-
-def common_prefix(seqs: list[list[int]]) -> int:
-    """Length of the longest common token prefix (each sequence keeps at least one token)."""
-    limit = min(len(s) for s in seqs) - 1
-    n = 0
-    while n < limit and all(s[n] == seqs[0][n] for s in seqs[1:]):
-        n += 1
-    return n
 
 
 def main() -> None:
@@ -72,11 +64,12 @@ def main() -> None:
     prompts = [ranker.build_prompts(h, c)[0] for h, c in reqs]
     tok = backend.tokenizer
     prefixes: list[list[int]] = []
+    suffix_tokens: list[int] = []
     for ps in prompts:
         seqs = [list(x) for x in tok(ps, add_special_tokens=False).input_ids]
-        prefixes.append(seqs[0][: common_prefix(seqs)])
-    suffix_tokens = [sum(len(x) for x in tok(ps, add_special_tokens=False).input_ids) - 20 * len(p)
-                     for ps, p in zip(prompts, prefixes, strict=True)]
+        n = common_prefix_length(seqs)
+        prefixes.append(seqs[0][:n])
+        suffix_tokens.append(sum(len(s) - n for s in seqs))
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     dec = backend.decoder
     cut = min(len(p) for p in prefixes)

@@ -100,6 +100,15 @@ def test_hf_module_keeps_its_public_names():
     assert split_common_prefix([]) == ("", [])
 
 
+def test_common_prefix_length_leaves_every_sequence_an_element_of_its_own():
+    from reranker.llm.hf_scoring import common_prefix_length
+
+    assert common_prefix_length([[1, 2, 3, 4], [1, 2, 5]]) == 2
+    assert common_prefix_length([[1, 2, 3], [1, 2, 3, 4]]) == 2  # the shorter keeps its last token
+    assert common_prefix_length([[7, 8], [7, 8]]) == 1
+    assert common_prefix_length(["abc"]) == 2 and common_prefix_length(["xa", "ya"]) == 0
+
+
 # ----------------------------------------------------------------------------- cached backend
 def test_cached_backend_imports_without_torch_and_old_paths_re_export():
     code = (

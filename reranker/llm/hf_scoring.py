@@ -87,12 +87,8 @@ class HFScoring:
         if not prompts:  # (the tokenizer fails on an empty batch)
             return ScoreResult(logits=np.zeros((0, len(labels))))
         seqs = [list(x) for x in self.tokenizer(list(prompts), add_special_tokens=False).input_ids]
-        limit = min(len(s) for s in seqs) - 1
-        first = seqs[0]
-        n = 0
-        while n < limit and all(s[n] == first[n] for s in seqs[1:]):
-            n += 1
-        return self.score_token_ids(first[:n], [s[n:] for s in seqs], labels, return_hidden)
+        n = common_prefix_length(seqs)
+        return self.score_token_ids(seqs[0][:n], [s[n:] for s in seqs], labels, return_hidden)
 
     def score_token_ids(
         self,
@@ -250,6 +246,17 @@ def _chunks(seqs: list[list[int]], budget: int) -> list[list[list[int]]]:
     return out
 
 
+def common_prefix_length(seqs: Sequence[Sequence[Any]]) -> int:
+    """Length of the longest common prefix of non-empty sequences (token ids or strings), capped
+    so that every sequence keeps at least one element of its own."""
+    first = seqs[0]
+    limit = min(len(s) for s in seqs) - 1
+    n = 0
+    while n < limit and all(s[n] == first[n] for s in seqs[1:]):
+        n += 1
+    return n
+
+
 def split_common_prefix(prompts: Sequence[str]) -> tuple[str, list[str]]:
     """Longest common prefix of the prompts, cut back to just after a newline so that every
     suffix keeps at least one character; returns (prefix, suffixes)."""
@@ -257,12 +264,10 @@ def split_common_prefix(prompts: Sequence[str]) -> tuple[str, list[str]]:
         return "", []
     first = prompts[0]
     limit = min(len(p) for p in prompts) - 1
-    n = 0
-    while n < limit and all(p[n] == first[n] for p in prompts[1:]):
-        n += 1
+    n = common_prefix_length(prompts)
     cut = first.rfind("\n", 0, n) + 1 if n > 0 else 0
     cut = max(0, min(cut, limit))
     return first[:cut], [p[cut:] for p in prompts]
 
 
-__all__ = ["HFScoring", "split_common_prefix"]
+__all__ = ["HFScoring", "common_prefix_length", "split_common_prefix"]
