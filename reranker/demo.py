@@ -50,6 +50,7 @@ def _metrics_row(name: str, rankings: dict[str, list[str]], targets: dict[str, s
         f"Recall@{k}": float(np.nanmean(M.recall(h))),
         f"F1@{k}": float(np.nanmean(M.f1(h))),
         f"NDCG@{k}": float(np.nanmean(M.ndcg(h))),
+        f"hits@{k}": f"{int(np.nansum(M.recall(h)))}/{len(users)}",  # the counts behind the means
         "CTR (simulated)": float(np.nanmean(ctr)),
         "Diversity": float(np.nanmean(M.intra_list_diversity(ranked, categories, k))),
     }
@@ -61,7 +62,7 @@ def run_demo(
     seed: int = 0,
     n_users: int = 500,
     n_items: int = 400,
-    eval_users: int = 50,
+    eval_users: int = 20,
     show_users: int = 3,
     explain: bool = True,
     llm_backend: Any | None = None,

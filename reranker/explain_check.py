@@ -46,16 +46,18 @@ How it works
    and the Frog", "Pixar") whose words are not all in the two items' text or the evidence is
    an unsupported ``name`` (a product, brand or franchise the model brought in); a single
    capitalised word opening a sentence is not a name.
-6. Years: a number from 1800 to 2099 not in the allowed text of the item it is said of is an
-   unsupported ``year``.
+6. Numbers: a number written in digits that is not in the allowed text of the item it is said
+   of, nor the evidence's co-choice count, is an unsupported ``year`` (1800 to 2099) or
+   ``number`` ("a size of 12", "a warranty of 10 years"). A number inside a mention (a title's
+   "Pack of 6") is judged with that mention.
 7. The explanation is **faithful** when no mention is unsupported.
 
 Limits (what it does not catch)
 -------------------------------
-- Only vocabulary terms and capitalised names are checked: a claim in other words
-  ("eco-conscious", "for dogs", "a classic", "high-quality", "popular") passes, as do numbers
-  other than 4-digit years (prices, counts) and attribute values shorter than 3 characters
-  (sizes "S", "M"). "food" alone is no product noun ("food lovers"); "cat food", "pet food"
+- Only vocabulary terms, capitalised names and numbers in digits are checked: a claim in
+  other words ("eco-conscious", "for dogs", "a classic", "high-quality", "popular"), a number
+  in words ("a one-year warranty") and attribute values shorter than 3 characters (sizes "S",
+  "M") pass. "food" alone is no product noun ("food lovers"); "cat food", "pet food"
   are.
 - Attribution reads word order, not grammar. It errs towards the recommended item (a false
   alarm, never a claim let through) in "Because you chose the thriller Gattaca" (the term
@@ -205,7 +207,7 @@ class Mention:
     term: str
     """The words as found in the explanation."""
     kind: str
-    """title | category | attribute | product | name | year"""
+    """title | category | attribute | product | name | year | number"""
     start: int
     end: int
     """Word positions [start, end)."""
@@ -384,10 +386,12 @@ class ClaimVocabulary:
             if not m.supported and not any(g.start <= m.start and m.end <= g.end for g in good)
         ]
         ok_words = {who: {w for t in texts for w, _ in words_of(t)} for who, texts in per_item.items()}
+        counts = {str(evidence.co_users)} if evidence.co_users else set()
         spans = [(m.start, m.end) for m in found]
         for i, (w, surface) in enumerate(words_of(text)):
-            if _YEAR_WORD.fullmatch(w) and w not in ok_words[owner[i]] and not any(a <= i < b for a, b in spans):
-                bad.append(Mention(surface, "year", i, i + 1, False))
+            if (w.isdigit() and w not in ok_words[owner[i]] and w not in counts
+                    and not any(a <= i < b for a, b in spans)):
+                bad.append(Mention(surface, "year" if _YEAR_WORD.fullmatch(w) else "number", i, i + 1, False))
         if names:
             vocab_spans = [(m.start, m.end) for m in found]
             bad += [m for m in _names(text, union) if not any(a <= m.start and m.end <= b for a, b in vocab_spans)]

@@ -42,3 +42,6 @@ def test_demo_explains_the_evaluated_users_in_one_batch_and_times_each_part(tmp_
     text = format_demo(res)
     assert "evaluate " in text and ("(llm " in text or "(cf " in text)
     assert [row["system"] for row in res.table] == ["Traditional (ItemCF)", "Hybrid (ItemCF + BERT + LLM, fused)"]
+    for row in res.table:  # one held-out item per user: the hit count is recall times the users
+        assert row["hits@10"] == f"{round(row['Recall@10'] * 6)}/6"
+        assert f"| {row['hits@10']} |" in text

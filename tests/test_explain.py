@@ -83,6 +83,14 @@ def test_checker_flags_a_planted_wrong_attribute_and_passes_a_faithful_sentence(
         "Brightwave Mechanical Keyboard (name)"]  # a title without its variant: words not in the evidence
     assert vocab.check("It is the best leash since 2019.", ev).unsupported == ["2019 (year)"]
     assert vocab.check("Made by Acme Pets in Portland.", ev).unsupported == ["Acme Pets in Portland (name)"]
+    # numbers: the demo's "a size of 12" and "a warranty of 10 years" are in neither item's text;
+    # the co-choice count (2 other users) and the price in the leash's own attributes are
+    assert ev.co_users == 2
+    assert vocab.check("It comes with a warranty of 10 years in a size of 12.", ev).unsupported == [
+        "10 (number)", "12 (number)"]
+    assert vocab.check("2 other users who chose the bed also chose it; it costs 19.99.", ev).faithful
+    # the bed's price said of the leash (a decimal's parts are words of their own: 99 is in 19.99)
+    assert vocab.check("It costs 59.99.", ev).unsupported == ["59 (number)"]
 
 
 def test_checker_on_titles_genres_and_years():
