@@ -16,6 +16,7 @@ import click
 from .cli_batch import batch_cmd
 from .cli_data import LOAD_FORMATS, fetch_cmd, list_cmd, load_with_options, source_options
 from .errors import RerankerError
+from .progress import quiet_progress
 from .types import SupportsItem, SupportsToList
 
 
@@ -221,6 +222,7 @@ def predict_cmd(data_path: str, fmt: str, model: str, similarity: str | None, k:
 def eval_cmd(config_path: str, users: int | None, seed: int | None, out_dir: str | None,
              data_path: str | None, no_cache: bool, no_progress: bool) -> None:
     """Run an offline evaluation experiment; writes results.json, report.md and PNG plots."""
+    quiet_progress(no_progress)
     from .evaluation.experiment import load_experiment
     from .evaluation.runner import ExperimentRunner, RunOptions
 
@@ -304,6 +306,7 @@ def finetune_cmd(ctx: click.Context, config_path: str | None, out_dir: str | Non
         return
     if config_path is None:
         fail("give --config FILE (e.g. configs/finetune-demo.yaml)")
+    quiet_progress(no_progress)
     from .termination import exit_code
     from .training.trainer import Trainer
 

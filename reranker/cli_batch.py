@@ -42,6 +42,9 @@ def batch_cmd(config_path: str, input_path: str, output: str, engine: Literal["l
     """Rerank a file of requests offline (Parquet or JSONL rows: id, user_id or history, optional
     candidates and context) into Parquet. Bad rows go to OUTPUT/_errors.jsonl and the run goes
     on; the local engine resumes an interrupted run when the same command is run again."""
+    from .progress import quiet_progress
+
+    quiet_progress(no_progress)
     from .batch.config import load_batch_config
     from .errors import ConfigError
     from .termination import exit_code

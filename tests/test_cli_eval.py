@@ -135,3 +135,30 @@ def test_missing_config_and_missing_data_exit_2(tmp_path):
     r = CliRunner().invoke(main, ["eval", "--config", str(_write(tmp_path, cfg)), "--no-cache", "--no-progress",
                                   "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and "no/such/folder" in r.output
+
+
+def test_no_progress_silences_every_bar_the_library_ones_included(tmp_path):
+    """In a fresh process (as a user runs it), `--no-progress` leaves no bar on stderr: not the
+    harness's, not the learned head's feature bar (which takes no progress flag), not a
+    library's. Without the flag the same run shows them."""
+    import os
+    import subprocess
+    import sys
+
+    tiny = _tiny("b")
+    tiny["rankers"].append({"name": "head", "type": "learned-fusion",
+                            "params": {"itemcf": {"k": 10}, "usercf": None, "head": {"kind": "logistic"}}})
+    cfg = _write(tmp_path, tiny)
+    env = {k: v for k, v in os.environ.items() if k not in ("TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS")}
+
+    def run(*flags: str) -> str:
+        r = subprocess.run([sys.executable, "-m", "reranker.cli", "eval", "--config", str(cfg), "--out",
+                            str(tmp_path / f"o{len(flags)}"), "--no-cache", *flags],
+                           capture_output=True, text=True, env=env, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        return r.stderr
+
+    shown = run()
+    assert "learned fusion: features" in shown and "it/s" in shown
+    quiet = run("--no-progress")
+    assert "it/s" not in quiet and "%|" not in quiet, quiet[-2000:]

@@ -311,6 +311,8 @@ class Pipeline:
         `explain_many`)."""
         from tqdm.auto import tqdm
 
+        from ..progress import bars_enabled
+
         self._check_fitted()
         histories = [self.history_for(u) for u in users]
         n = self.config.ranking.n_candidates
@@ -318,7 +320,7 @@ class Pipeline:
         batch = self.retriever.retrieve_batch([histories[i] for i in personal], n) if personal else []
         cand_of = dict(zip(personal, batch, strict=True))
         out = []
-        for i, h in enumerate(tqdm(histories, desc="recommend", disable=len(histories) < 20)):
+        for i, h in enumerate(tqdm(histories, desc="recommend", disable=len(histories) < 20 or not bars_enabled())):
             cands = cand_of.get(i) or self.popular.retrieve(h, n)
             out.append(self.rank(h, cands).top_k(k or self.config.top_k))
         if self.config.explain.enabled if explain is None else explain:

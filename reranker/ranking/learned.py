@@ -93,7 +93,9 @@ def training_lists(
     if not lists:
         raise DataError("learned fusion: no training lists (no validation target among the retrieved candidates?)")
     out: list[FeatureList] = []
-    bar = tqdm(total=len(lists), desc="learned fusion: features", disable=not progress)
+    from ..progress import bars_enabled
+
+    bar = tqdm(total=len(lists), desc="learned fusion: features", disable=not (progress and bars_enabled()))
     for lo in range(0, len(lists), batch_size):
         chunk = lists[lo : lo + batch_size]
         fls, _ = builder.build_batch(

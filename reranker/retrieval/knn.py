@@ -178,7 +178,9 @@ class _KNN(RatingPredictionMixin, FittedIndex):
         parts_full: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         rows_, cols_, vals_ = [], [], []
         blocks = range(0, n, step)
-        for lo in tqdm(blocks, desc="similarity", disable=len(blocks) < 20, leave=False):
+        from ..progress import bars_enabled
+
+        for lo in tqdm(blocks, desc="similarity", disable=len(blocks) < 20 or not bars_enabled(), leave=False):
             hi = min(n, lo + step)
             sim = self._adjust_similarity(_similarity(op, lo, hi, op, cfg), lo, hi)
             sim[np.arange(hi - lo), np.arange(lo, hi)] = 0.0  # never your own neighbour
