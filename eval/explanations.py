@@ -4,7 +4,7 @@ Protocol, per data set (ml-100k and the demo world, `generate_world(seed=0)`, 50
 items): chronological leave-one-out; ItemCF (k=50, cosine, implicit feedback, as in the demo
 pipeline) fitted on train+valid; for each of the first N evaluated users (sorted ids), the
 ItemCF top-1 item for the test-stage history (last 20 items) is explained, smollm2-135m
-zero-shot, one torch thread, greedy, the library's default explain settings.
+zero-shot, greedy (`--threads` torch threads), the library's default explain settings.
 
 - **before**: the old explainer's prompt (`eval/prompts_explain_titles/explain.j2`: the user's
   last 10 titles with category, the recommended item with its description, no evidence) and
@@ -156,7 +156,8 @@ def report(rows: list[dict], args: Any, machine: str, wall: float) -> str:
         "Protocol: chronological leave-one-out; ItemCF (k=50, cosine, implicit) fitted on train+valid; the",
         f"ItemCF top-1 item of each of the first {args.n} evaluated users (sorted ids) explained from the",
         "test-stage history (last 20 items; the explainer shows or cites the last 10); smollm2-135m zero-shot,",
-        "greedy, one torch thread, default explain settings (max_new_tokens 40, repetition penalty 1.1, anchor on).",
+        f"greedy, {args.threads} torch thread(s), default explain settings (max_new_tokens 40, repetition penalty 1.1, "
+        "anchor on).",
         "ml-100k: /work/shared/data/ml-100k; demo world: `generate_world(seed=0)` (500 users x 400 items).",
         "",
         "- **before**: the old explainer's titles-only prompt (`eval/prompts_explain_titles/explain.j2`) and",
@@ -166,7 +167,7 @@ def report(rows: list[dict], args: Any, machine: str, wall: float) -> str:
         "  one regeneration with the strict prompt, else the template sentence; co-choice counts from train+valid.",
         "",
         "Every text is checked by `reranker.explain_check` (the catalogue's categories, attribute values,",
-        "titles, known product nouns, price/quality claims, capitalised names and years) against the evidence",
+        "titles, known product nouns, price/quality claims, capitalised names and numbers in digits) against the evidence",
         "for the history item it cites, with attribution: a term said of the recommended item must be in the",
         "shared evidence or the recommended item's own text; a term only the cited item has passes only where",
         "the sentence says it of the cited item (the rule: `reranker/explain_check.py`, step 3).",
