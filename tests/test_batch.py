@@ -332,3 +332,29 @@ def test_pipeline_rank_many_batches_a_listwise_llm_and_equals_rank_one_by_one():
     assert [r.item_ids for r in many] == [r.item_ids for r in one]
     assert [r.scores for r in many] == [r.scores for r in one]
     assert calls and max(calls) == len(requests)  # one generate call held every request's prompt
+
+
+ML100K = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k"
+
+
+@pytest.mark.skipif(not ML100K.is_dir(), reason="needs ../shared/data/ml-100k")
+def test_the_committed_batch_config_fits_on_the_data_set_it_names(tmp_path, monkeypatch):
+    """configs/batch-ml100k.yaml names its data set (`data_name: ml-100k`), no `../shared` path:
+    the pipeline is fitted on the data cache's copy (installed offline with `--from`)."""
+    from reranker.serve.loading import load_pipeline
+
+    monkeypatch.setenv("RERANKER_DATA", str(tmp_path / "cache"))
+    r = CliRunner().invoke(main, ["data", "fetch", "ml-100k", "--from", str(ML100K), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    cfg = load_batch_config(ROOT / "configs" / "batch-ml100k.yaml")
+    assert cfg.pipeline.data_name == "ml-100k" and cfg.pipeline.data is None
+    pipe = load_pipeline(cfg.pipeline)
+    assert (pipe.data.n_users, pipe.data.n_interactions) == (943, 100_000)
+    assert len(pipe.retriever.retrieve(pipe.history_for("1"), 20)) == 20  # stage 1 fitted on it
+    # --data replaces the name; naming two sources is refused, naming the field
+    over = load_batch_config(ROOT / "configs" / "batch-ml100k.yaml", data=ML100K, data_format="recbole")
+    assert over.pipeline.data_name is None and over.pipeline.data == ML100K
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("pipeline:\n  config: {retriever: {type: itemcf}}\n  data: x\n  data_name: ml-100k\n")
+    with pytest.raises(ConfigError, match="give one of data .* got data, data_name"):
+        load_batch_config(bad)

@@ -117,6 +117,7 @@ def load_batch_config(path: str | Path, *, data: str | Path | None = None, data_
                     raise ConfigError(f"--data: {p}'s pipeline is not fitted at start; give no --data")
                 raw["pipeline"] = {**raw["pipeline"], "data": str(data), "format": data_format}
                 raw["pipeline"].pop("synthetic", None)
+                raw["pipeline"].pop("data_name", None)
         else:  # a pipeline YAML
             if data is None:
                 raise ConfigError(f"{p} is a pipeline config: give --data DATASET to fit it on "

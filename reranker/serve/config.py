@@ -25,20 +25,25 @@ class SyntheticData(BaseConfig):
 class PipelineSource(BaseConfig):
     """Where `/v1/recommend`'s pipeline comes from: a saved folder (`path`), or a pipeline
     config (a YAML path or an inline mapping) fitted at start on `data` (a dataset path with
-    its `format`, or `synthetic`)."""
+    its `format`), `data_name` (a data set `reranker data fetch` knows: its cache copy, fetched
+    on first use) or `synthetic`."""
 
     path: Path | None = None
     config: Path | dict[str, Any] | None = None
     data: Path | None = None
+    data_name: str | None = Field(None, min_length=1, max_length=200)
     format: str = "csv"
+    """The format of `data`; with `data_name`, the cache copy's own format unless given."""
     synthetic: SyntheticData | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> PipelineSource:
         if (self.path is None) == (self.config is None):
             raise ValueError("give either path (a saved pipeline) or config (fitted at start)")
-        if self.config is not None and (self.data is None) == (self.synthetic is None):
-            raise ValueError("with config, give either data (a dataset path) or synthetic")
+        given = [k for k in ("data", "data_name", "synthetic") if getattr(self, k) is not None]
+        if self.config is not None and len(given) != 1:
+            raise ValueError("with config, give one of data (a dataset path), data_name (a data set "
+                             f"`reranker data fetch` knows) or synthetic; got {', '.join(given) or 'none'}")
         return self
 
 

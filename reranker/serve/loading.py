@@ -8,7 +8,8 @@ from .config import PipelineSource
 
 
 def load_pipeline(src: PipelineSource, *, backend: Any = None) -> Any:
-    """A saved folder (`path`) loaded, or a config fitted at start on `data` / `synthetic`."""
+    """A saved folder (`path`) loaded, or a config fitted at start on `data`, `data_name` (the
+    data cache's copy, fetched on first use) or `synthetic`."""
     from ..pipeline import Pipeline, PipelineConfig
 
     if src.path is not None:
@@ -23,6 +24,12 @@ def load_pipeline(src: PipelineSource, *, backend: Any = None) -> Any:
 
         s = src.synthetic
         data = generate_world(seed=s.seed, n_users=s.users, n_items=s.items).dataset
+    elif src.data_name is not None:
+        from ..data.fetch import data_path
+        from ..data.loaders import load
+
+        folder, fetched_format = data_path(src.data_name, progress=False)
+        data = load(folder, src.format if "format" in src.model_fields_set else fetched_format)
     else:
         from ..data.loaders import load
 
