@@ -222,7 +222,7 @@ def predict_cmd(data_path: str, fmt: str, model: str, similarity: str | None, k:
 def eval_cmd(config_path: str, users: int | None, seed: int | None, out_dir: str | None,
              data_path: str | None, no_cache: bool, no_progress: bool) -> None:
     """Run an offline evaluation experiment; writes results.json, report.md and PNG plots."""
-    quiet_progress(no_progress)
+    click.get_current_context().call_on_close(quiet_progress(no_progress))  # restored when the command ends
     from .evaluation.experiment import load_experiment
     from .evaluation.runner import ExperimentRunner, RunOptions
 
@@ -306,7 +306,7 @@ def finetune_cmd(ctx: click.Context, config_path: str | None, out_dir: str | Non
         return
     if config_path is None:
         fail("give --config FILE (e.g. configs/finetune-demo.yaml)")
-    quiet_progress(no_progress)
+    click.get_current_context().call_on_close(quiet_progress(no_progress))  # restored when the command ends
     from .termination import exit_code
     from .training.trainer import Trainer
 

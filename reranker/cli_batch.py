@@ -44,7 +44,7 @@ def batch_cmd(config_path: str, input_path: str, output: str, engine: Literal["l
     on; the local engine resumes an interrupted run when the same command is run again."""
     from .progress import quiet_progress
 
-    quiet_progress(no_progress)
+    click.get_current_context().call_on_close(quiet_progress(no_progress))  # restored when the command ends
     from .batch.config import load_batch_config
     from .errors import ConfigError
     from .termination import exit_code

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,15 @@ def test_no_progress_silences_every_bar_the_library_ones_included(tmp_path):
     assert "learned fusion: features" in shown and "it/s" in shown
     quiet = run("--no-progress")
     assert "it/s" not in quiet and "%|" not in quiet, quiet[-2000:]
+
+
+def test_no_progress_in_process_is_undone_when_the_command_ends(tmp_path, monkeypatch):
+    """The CLI run inside another program (here CliRunner) leaves the environment as it was."""
+    from reranker.progress import QUIET_ENV, bars_enabled
+
+    for k in QUIET_ENV:
+        monkeypatch.delenv(k, raising=False)
+    r = CliRunner().invoke(main, ["eval", "--config", str(_write(tmp_path, _tiny("b"))), "--out",
+                                  str(tmp_path / "o"), "--no-progress", "--no-cache", "--users", "5"])
+    assert r.exit_code == 0, r.output
+    assert bars_enabled() and not any(k in os.environ for k in QUIET_ENV)
