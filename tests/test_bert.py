@@ -158,18 +158,20 @@ def test_embeddings_match_the_model_directly(bert, minilm):
     np.testing.assert_allclose(bert.encoder.encode_items(["s2"])[0], direct, atol=1e-5)
 
 
-def test_memory_cache_hits_and_text_changes_reencode(minilm):
-    enc = ItemEncoder(CATALOG)
+def test_memory_cache_hits_and_text_changes_reencode(minilm, tmp_path):
+    # the on-disk cache (on by default for small catalogs) in a fresh folder: a file left in the
+    # user's cache by an earlier run must not answer for the edited catalog below
+    enc = ItemEncoder(CATALOG, cache_dir=tmp_path)
     enc.encode_items(list(CATALOG))
     before = enc.n_encoded
     enc.encode_items(list(CATALOG))
     assert enc.n_encoded == before  # all from the cache
-    other = ItemEncoder(CATALOG)  # same model: shares the in-memory cache
+    other = ItemEncoder(CATALOG, cache_dir=tmp_path)  # same model: shares the in-memory cache
     other.encode_items(list(CATALOG))
     assert other.n_encoded == 0
     edited = dict(CATALOG)
     edited["s1"] = Item("s1", "Star Wars", text="A documentary about garden snails, edition 7.")
-    enc2 = ItemEncoder(edited)
+    enc2 = ItemEncoder(edited, cache_dir=tmp_path)
     new = enc2.encode_items(["s1", "s2"])
     assert enc2.n_encoded == 1  # only the edited item went through the model
     assert not np.allclose(new[0], enc.encode_items(["s1"])[0])
