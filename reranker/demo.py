@@ -43,14 +43,15 @@ def _metrics_row(name: str, rankings: dict[str, list[str]], targets: dict[str, s
     ranked = [rankings[u][:k] for u in users]
     rel = [{targets[u]} for u in users]
     h = M.hits_matrix(ranked, rel, k)
+    recall = M.recall(h)
     ctr = world.ctr({u: rankings[u][:k] for u in users}, seed=seed)
     return {
         "system": name,
         f"Precision@{k}": float(np.nanmean(M.precision(h))),
-        f"Recall@{k}": float(np.nanmean(M.recall(h))),
+        f"Recall@{k}": float(np.nanmean(recall)),
         f"F1@{k}": float(np.nanmean(M.f1(h))),
         f"NDCG@{k}": float(np.nanmean(M.ndcg(h))),
-        f"hits@{k}": f"{int(np.nansum(M.recall(h)))}/{len(users)}",  # the counts behind the means
+        f"hits@{k}": f"{int(np.nansum(recall))}/{len(users)}",  # the counts behind the means
         "CTR (simulated)": float(np.nanmean(ctr)),
         "Diversity": float(np.nanmean(M.intra_list_diversity(ranked, categories, k))),
     }

@@ -393,8 +393,7 @@ class ClaimVocabulary:
                     and not any(a <= i < b for a, b in spans)):
                 bad.append(Mention(surface, "year" if _YEAR_WORD.fullmatch(w) else "number", i, i + 1, False))
         if names:
-            vocab_spans = [(m.start, m.end) for m in found]
-            bad += [m for m in _names(text, union) if not any(a <= m.start and m.end <= b for a, b in vocab_spans)]
+            bad += [m for m in _names(text, union) if not any(a <= m.start and m.end <= b for a, b in spans)]
         # report only the longest of nested unsupported mentions
         bad = [m for m in bad if not any(o is not m and o.start <= m.start and m.end <= o.end
                                          and (o.end - o.start) > (m.end - m.start) for o in bad)]

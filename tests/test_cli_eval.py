@@ -143,7 +143,6 @@ def test_no_progress_silences_every_bar_the_library_ones_included(tmp_path):
     """In a fresh process (as a user runs it), `--no-progress` leaves no bar on stderr: not the
     harness's, not the learned head's feature bar (which takes no progress flag), not a
     library's. Without the flag the same run shows them."""
-    import os
     import subprocess
     import sys
 

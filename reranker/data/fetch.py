@@ -29,10 +29,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from ..errors import FetchError
 from .unpack import unpack
+
+if TYPE_CHECKING:
+    from .dataset import Dataset
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +185,16 @@ def data_path(name: str, *, progress: bool = True) -> tuple[Path, str]:
         marker = read_marker(dest) or {}
     fmt = marker.get("format")  # a copy installed from a folder keeps its own layout
     return dest, fmt if isinstance(fmt, str) and fmt else spec.format
+
+
+def load_named(name: str, fmt: str | None = None, *, progress: bool = True) -> Dataset:
+    """The Dataset of data set `name` from the cache (fetched on first use), read in `fmt` or,
+    when None, in the cache copy's own format (`data_path`). What a config's data-set name
+    (`data: {name: ...}`, `pipeline.data_name`) loads."""
+    from .loaders import load
+
+    folder, fetched_format = data_path(name, progress=progress)
+    return load(folder, format=fmt or fetched_format)
 
 
 def fetch(
@@ -420,5 +433,5 @@ def _build_in_place(out: Path, fill: Callable[[Path], dict[str, object]]) -> Non
 
 __all__ = [
     "DATASETS", "FetchError", "RemoteDataset", "RemoteFile", "data_home", "data_path",
-    "dataset_spec", "default_dest", "fetch", "read_marker", "register_dataset",
+    "dataset_spec", "default_dest", "fetch", "load_named", "read_marker", "register_dataset",
 ]

@@ -70,11 +70,9 @@ def load_data(loaded: LoadedExperiment, data_path: str | Path | None = None, pro
         return load(path, format=fmt, items=items, columns=spec.columns,
                     item_columns=spec.item_columns, sep=spec.sep, category_sep=spec.category_sep)
     if spec.name is not None:  # a data set `reranker data fetch` knows: the cache, fetched on first use
-        from ..data.fetch import data_path as fetched_path
-        from ..data.loaders import load
+        from ..data.fetch import load_named
 
-        folder, fetched_format = fetched_path(spec.name, progress=progress)
-        return load(folder, format=spec.format if "format" in spec.model_fields_set else fetched_format)
+        return load_named(spec.name, spec.format if "format" in spec.model_fields_set else None, progress=progress)
     assert spec.synthetic is not None
     try:
         from ..data.synthetic import generate_world

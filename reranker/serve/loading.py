@@ -25,11 +25,9 @@ def load_pipeline(src: PipelineSource, *, backend: Any = None) -> Any:
         s = src.synthetic
         data = generate_world(seed=s.seed, n_users=s.users, n_items=s.items).dataset
     elif src.data_name is not None:
-        from ..data.fetch import data_path
-        from ..data.loaders import load
+        from ..data.fetch import load_named
 
-        folder, fetched_format = data_path(src.data_name, progress=False)
-        data = load(folder, src.format if "format" in src.model_fields_set else fetched_format)
+        data = load_named(src.data_name, src.format if "format" in src.model_fields_set else None, progress=False)
     else:
         from ..data.loaders import load
 

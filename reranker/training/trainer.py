@@ -94,11 +94,9 @@ def _load_raw(cfg: FinetuneConfig, base_dirs: list[Path]):
             p = found[0]
         return load(p, format=spec.format)
     if spec.name is not None:  # a data set `reranker data fetch` knows: the cache, fetched on first use
-        from ..data.fetch import data_path
-        from ..data.loaders import load
+        from ..data.fetch import load_named
 
-        folder, fetched_format = data_path(spec.name)
-        return load(folder, format=spec.format if "format" in spec.model_fields_set else fetched_format)
+        return load_named(spec.name, spec.format if "format" in spec.model_fields_set else None)
     from ..data.synthetic import generate_world
 
     s = spec.synthetic
