@@ -209,6 +209,24 @@ def test_a_finished_job_reruns_as_a_no_op_and_another_job_is_refused(tmp_path):
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
+def test_a_job_whose_pipeline_does_not_build_leaves_no_claim_on_the_folder(tmp_path):
+    """Bad data in the config: a clear error, and the output folder is as before, so the
+    corrected command runs there (it used to be refused as "another batch job")."""
+    from reranker.errors import DataError
+
+    inp = _write_parquet(tmp_path / "req.parquet", _good_rows(5))
+    out, kept = tmp_path / "out", tmp_path / "empty"
+    kept.mkdir()
+    bad = load_batch_config(_config(tmp_path), data=tmp_path / "no-such-folder", data_format="csv")
+    for folder in (out, kept):
+        with pytest.raises(DataError, match="no-such-folder"):
+            run_local(bad, inp, folder, progress=False)
+    assert not out.exists() and kept.is_dir() and not any(kept.iterdir())
+    good = load_batch_config(_config(tmp_path))
+    assert run_local(good, inp, out, progress=False).rows == 5
+    assert run_local(good, inp, kept, progress=False).rows == 5
+
+
 def test_resume_after_a_killed_run_gives_the_output_of_an_uninterrupted_one(tmp_path):
     ds = _world()
     users = [str(u) for u in ds.user_ids]

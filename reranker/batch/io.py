@@ -210,6 +210,19 @@ def prepare_output(out: Path, identity: dict[str, Any], *, overwrite: bool, resu
     return False
 
 
+def release_output(out: Path, *, existed: bool) -> None:
+    """Undo `prepare_output` for a new job that failed before it wrote anything (its pipeline
+    did not build: bad data, a bad model spec): the job file goes, and the folder too when this
+    job created it, so the corrected command is not refused as "another batch job". A folder
+    holding anything else (shards, errors) is left as it is."""
+    job = out / JOB_FILE
+    if not out.is_dir() or any(p != job for p in out.iterdir()):
+        return
+    job.unlink(missing_ok=True)
+    if not existed:
+        out.rmdir()
+
+
 def _difference(earlier: Any, now: dict[str, Any]) -> str:
     if not isinstance(earlier, dict):
         return f"an unreadable {JOB_FILE}"
@@ -248,4 +261,4 @@ def merge_errors(out: Path) -> int:
 
 __all__ = ["ERRORS_DIR", "ERRORS_FILE", "JOB_FILE", "ROW_COLUMN", "SUMMARY_FILE", "atomic_write_bytes",
            "atomic_write_table", "check_parquet_columns", "clear_output", "count_rows", "input_files",
-           "iter_shards", "job_identity", "jsonl_bytes", "merge_errors", "prepare_output"]
+           "iter_shards", "job_identity", "jsonl_bytes", "merge_errors", "prepare_output", "release_output"]

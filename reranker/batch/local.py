@@ -29,6 +29,7 @@ from .io import (
     jsonl_bytes,
     merge_errors,
     prepare_output,
+    release_output,
 )
 from .rows import to_table
 
@@ -68,6 +69,7 @@ def run_local(config: BatchConfig, input_path: str | Path, output: str | Path, *
     if fmt == "parquet":
         check_parquet_columns(files)
     identity = job_identity(files, fmt, config.absolute().model_dump(mode="json"), "local")
+    existed = out.exists()
     resumed = prepare_output(out, identity, overwrite=overwrite, resume=True)
     for stale in [*out.glob(".*.tmp"), *(out / ERRORS_DIR).glob(".*.tmp")]:
         stale.unlink(missing_ok=True)  # a temporary file of a killed run
@@ -78,7 +80,13 @@ def run_local(config: BatchConfig, input_path: str | Path, output: str | Path, *
         log.info("%s: %d of %d shards already written; continuing", out, len(done), n_shards)
     limits = limit_threads(config.threads)
     try:
-        summary = _run(config, files, fmt, out, n_rows, n_shards, done, progress, pipeline, t0)
+        try:
+            ranker = _ranker(config, fmt, pipeline) if len(done) < n_shards else None
+        except BaseException:
+            if not resumed:
+                release_output(out, existed=existed)
+            raise
+        summary = _run(config, files, fmt, out, n_rows, n_shards, done, progress, ranker, t0)
     finally:
         if limits is not None:
             limits.restore_original_limits()
@@ -86,12 +94,9 @@ def run_local(config: BatchConfig, input_path: str | Path, output: str | Path, *
 
 
 def _run(config: BatchConfig, files: list[Path], fmt: InputFormat, out: Path, n_rows: int, n_shards: int,
-         done: set[int], progress: bool, pipeline: Any, t0: float) -> BatchSummary:
+         done: set[int], progress: bool, ranker: Any, t0: float) -> BatchSummary:
     from tqdm.auto import tqdm
 
-    ranker = None
-    if len(done) < n_shards:
-        ranker = _ranker(config, fmt, pipeline)
     (out / ERRORS_DIR).mkdir(exist_ok=True)
     skipped_rows = sum(min(config.shard_rows, n_rows - k * config.shard_rows) for k in done)
     bar = tqdm(total=n_rows, initial=skipped_rows, desc="batch", unit="req", disable=not progress)
