@@ -238,10 +238,27 @@ def test_committed_cold_configs_load():
     from pathlib import Path
 
     repo = Path(__file__).resolve().parents[1]
-    for name, kind in (("ml100k-cold-items", "items"), ("ml100k-cold-users", "users")):
+    for name, kind in (("ml100k-cold-items", "items"), ("ml100k-cold-users", "users"),
+                       ("ml100k-cold-items-qwen", "items"), ("ml100k-cold-items-finetune", "items")):
         cfg = load_experiment(repo / "configs" / f"{name}.yaml").config
         assert cfg.protocol.regime == "c" and cfg.protocol.cold.kind == kind
         assert cfg.protocol.ties == "random" and cfg.protocol.compare_to == "bert"
+
+
+def test_the_regime_c_adapter_is_trained_without_the_evaluated_cold_items():
+    """The committed fine-tuning config for regime C removes exactly the cold set its
+    evaluation config tests on, with the same order of ties."""
+    from pathlib import Path
+
+    from reranker.training.config import FinetuneConfig
+
+    repo = Path(__file__).resolve().parents[1]
+    ft = FinetuneConfig.from_yaml(repo / "configs" / "finetune-ml100k-cold-items.yaml")
+    ev = load_experiment(repo / "configs" / "ml100k-cold-items-finetune.yaml").config
+    assert ft.cold == ev.protocol.cold
+    assert (ft.ties, ft.tie_seed) == (ev.protocol.ties, ev.protocol.tie_seed)
+    adapter = f"smollm2-135m+{ft.output_dir}/best"
+    assert any(r.params.get("model") == adapter for r in ev.rankers if r.params)
 
 
 # ----------------------------------------------------------------------------- every ranker
@@ -314,3 +331,22 @@ def test_report_states_the_protocol_and_fallbacks(tmp_path, world):
     assert "## Seed 0 — history 2" in md and "## Seed 0 — history 4" in md
     assert "| itemcf | the user is unknown to the model" in md
     assert (tmp_path / "out" / "ndcg10-history-2.png").is_file()
+
+
+# ----------------------------------------------------------------------------- training data
+@pytest.mark.parametrize("cold", [{"kind": "items", "item_share": 0.2}, {"kind": "users", "user_share": 0.3}])
+def test_cold_fit_data_is_the_regime_c_fit_data(world, cold):
+    """What `reranker finetune --cold` trains on is exactly what regime C fits every model on."""
+    from reranker.evaluation.cold_start import cold_fit_data, cold_setup
+    from reranker.evaluation.experiment import ProtocolSpec
+    from reranker.evaluation.specs import ColdSpec
+
+    spec = ColdSpec(**cold)
+    fit, ids = cold_fit_data(world, spec)
+    setup = cold_setup(world, ProtocolSpec(regime="c", cold=spec, n_negatives=N_NEG))
+    assert fit.interactions.equals(setup.fit_data.interactions)
+    assert fit.items.equals(setup.fit_data.items)
+    assert ids == (setup.cold_items if cold["kind"] == "items" else setup.cold_users) and ids
+    column = "item_id" if cold["kind"] == "items" else "user_id"
+    assert not set(fit.interactions[column].astype(str)) & ids
+    assert len(fit.interactions) < len(world.interactions)

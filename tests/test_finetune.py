@@ -138,6 +138,64 @@ def test_pointwise_and_listwise_targets(split, smollm):
     assert smollm.tokenizer.decode(tok.input_ids[tok.n_prompt : -1]) == answer
 
 
+@needs_smollm
+@pytest.mark.parametrize("mode", ["pointwise", "listwise"])
+def test_cf_hint_training_prompts_show_the_candidates_place_in_the_whole_list(split, smollm, mode):
+    """With `cf_hint`, each training prompt shows the candidate's rank among all the example's
+    candidates by the retriever's scores for the shown history: the prompt the ranker builds
+    at inference for that scored list (a pointwise Yes/No pair is not ranked among itself)."""
+    from reranker.ranking.hints import stage1_hints
+    from reranker.training.examples import make_retriever
+    from reranker.types import History
+
+    cfg = ExampleConfig(positions_per_user=1, n_candidates=6, max_history=4)
+    exs = build_examples(split, cfg, seed=0)
+    ex = next(e for e in exs if len(set(e.scores)) > 2)
+    want = make_retriever(cfg, split.train).score_items([History(None, ex.history.items)], [list(ex.candidates)])[0]
+    np.testing.assert_allclose(ex.scores, want)
+    scored = [Candidate(i, s) for i, s in zip(ex.candidates, ex.scores, strict=True)]
+    rank = stage1_hints(scored)[ex.candidates.index(ex.target)].rank
+    ranker = make_ranker(mode, smollm, split.train, 4, 1024, cf_hint="rank")
+    pairs = render_example(ranker, mode, ex, np.random.default_rng(0), pointwise_negatives=2)
+    if mode == "pointwise":
+        every, _ = ranker.build_prompts(ex.history, scored)
+        at = {i: j for j, i in enumerate(ex.candidates)}
+        assert pairs[0][0] == every[at[ex.target]]
+        assert f"ranks this item {rank} of 6 candidates" in pairs[0][0]
+        assert all(p in every for p, _ in pairs) and [a for _, a in pairs] == ["Yes", "No", "No"]
+    else:
+        [(prompt, _)] = pairs
+        assert prompt == ranker.build_prompts(ex.history, scored, orders=[list(range(6))]).prompts[0]
+        assert f"another recommender ranks it {rank} of 6" in prompt
+    plain = render_example(make_ranker(mode, smollm, split.train, 4, 1024), mode, ex, np.random.default_rng(0), 2)
+    assert "another recommender" not in plain[0][0]
+
+
+@needs_smollm
+@pytest.mark.parametrize("cold", [{"kind": "items", "item_share": 0.2}, {"kind": "users", "user_share": 0.3}])
+def test_training_for_regime_c_never_sees_a_cold_item_or_user(tmp_path, cold):
+    from reranker.evaluation.cold_start import cold_fit_data
+    from reranker.evaluation.specs import ColdSpec
+    from reranker.training.trainer import Trainer
+
+    trainer = Trainer({**TINY, "cold": cold, "ties": "random"}, out_dir=tmp_path, progress=False)
+    trainer.prepare()
+    world = generate_world(seed=1, n_users=30, n_items=40).dataset.with_tie_order("random", 0)
+    _, ids = cold_fit_data(world, ColdSpec(**cold))
+    assert ids and trainer.examples
+    s = trainer.split
+    if cold["kind"] == "items":
+        used = {i for f in (s.train.interactions, s.validation, s.test) for i in f["item_id"].astype(str)}
+        used |= {i for e in trainer.examples for i in (*e.history.items, *e.candidates)}
+        used |= {i for lst in trainer._val_lists.values() for i in lst}
+        used |= set(map(str, trainer.ranker.catalog.item_ids))
+    else:
+        used = {u for f in (s.train.interactions, s.validation, s.test) for u in f["user_id"].astype(str)}
+        used |= {e.user_id for e in trainer.examples} | set(trainer._val_lists)
+    assert not used & ids
+    assert trainer._record_base["config"]["cold"]["kind"] == cold["kind"]
+
+
 # ----------------------------------------------------------------------------- training
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
@@ -273,6 +331,9 @@ def test_ctrl_c_leaves_a_usable_checkpoint(tmp_path):
         ("model: ./missing/model.gguf\nmax_steps: 2\n", "GGUF file not found"),
         ("lr: 0.001\n", "give epochs or max_steps"),
         ("max_steps: 2\nrank: 8\nbatchsize: 4\n", "batchsize: unknown key"),
+        ("max_steps: 2\nmode: verbalizer\ncf_hint: band\n", "the verbalizer prompt has no hint"),
+        ("max_steps: 2\ncf_hint: score\n", "cf_hint"),
+        ("max_steps: 2\ncold: {kind: items, item_share: 2}\n", "cold.item_share"),
     ],
 )
 def test_bad_configs_exit_with_code_2(tmp_path, text, message):

@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 __all__ = [
     "ColdBlock",
     "ColdSetup",
+    "choose_cold_users",
+    "cold_fit_data",
     "cold_items_setup",
     "cold_users_setup",
     "cold_setup",
@@ -159,6 +161,15 @@ def choose_cold_items(data: Dataset, share: float, select: str = "newest", seed:
     return [ids[i] for i in order[:n]]
 
 
+def _without_items(data: Dataset, cold: frozenset[str]) -> Dataset:
+    """The data without the cold items: none of their interactions, not in the catalog."""
+    inter = data.interactions
+    is_cold = inter["item_id"].astype(str).isin(cold).to_numpy()
+    items = data.items[~data.items["item_id"].astype(str).isin(cold)].reset_index(drop=True)
+    return Dataset(inter.loc[~is_cold].reset_index(drop=True), items, name=f"{data.name}[warm items]",
+                   report=data.report, validate=False, tie_order=data.tie_order)
+
+
 def cold_items_setup(
     data: Dataset, *, share: float = 0.1, select: str = "newest", seed: int = 0, n_negatives: int = 19,
     history_cap: int = 20, min_history: int = 1, min_interactions: int = 3,
@@ -168,10 +179,7 @@ def cold_items_setup(
 
     cold = frozenset(choose_cold_items(data, share, select, seed))
     inter = data.interactions
-    is_cold = inter["item_id"].astype(str).isin(cold).to_numpy()
-    items = data.items[~data.items["item_id"].astype(str).isin(cold)].reset_index(drop=True)
-    fit_data = Dataset(inter.loc[~is_cold].reset_index(drop=True), items, name=f"{data.name}[warm items]",
-                       report=data.report, validate=False, tie_order=data.tie_order)
+    fit_data = _without_items(data, cold)
     df = _ordered(data)
     df_cold = df["item_id"].astype(str).isin(cold).to_numpy()
     pos = df.groupby("user_id", sort=False).cumcount().to_numpy()
@@ -210,6 +218,22 @@ def cold_items_setup(
 
 
 # ----------------------------------------------------------------------------- cold users
+def choose_cold_users(data: Dataset, share: float, cuts: Sequence[int] = (1, 3, 5), seed: int = 0) -> list[str]:
+    """The cold users: a seeded ``share`` of the users with more than ``max(cuts)`` interactions."""
+    sizes = data.interactions.groupby("user_id", sort=True).size()
+    eligible = [str(u) for u, n in sizes.items() if n > max(cuts)]
+    if not eligible:
+        raise DataError(f"regime c (cold users): no user has more than {max(cuts)} interactions "
+                        "(max of protocol.cold.history_cuts)", column="user_id")
+    rank = _seeded_rank(eligible, seed)
+    return sorted(eligible[i] for i in np.argsort(rank)[: _share(len(eligible), share)])
+
+
+def _without_users(data: Dataset, cold: frozenset[str]) -> Dataset:
+    is_cold = data.interactions["user_id"].astype(str).isin(cold).to_numpy()
+    return data.with_interactions(data.interactions.loc[~is_cold], name=f"{data.name}[warm users]")
+
+
 def cold_users_setup(
     data: Dataset, *, share: float = 0.2, cuts: Sequence[int] = (1, 3, 5), seed: int = 0, n_negatives: int = 19,
     min_interactions: int = 3,
@@ -219,15 +243,8 @@ def cold_users_setup(
 
     cuts = sorted(int(k) for k in cuts)
     df = _ordered(data)
-    sizes = df.groupby("user_id", sort=True).size()
-    eligible = [str(u) for u, n in sizes.items() if n > cuts[-1]]
-    if not eligible:
-        raise DataError(f"regime c (cold users): no user has more than {cuts[-1]} interactions "
-                        "(max of protocol.cold.history_cuts)", column="user_id")
-    rank = _seeded_rank(eligible, seed)
-    cold = frozenset(eligible[i] for i in np.argsort(rank)[: _share(len(eligible), share)])
-    is_cold = data.interactions["user_id"].astype(str).isin(cold).to_numpy()
-    fit_data = data.with_interactions(data.interactions.loc[~is_cold], name=f"{data.name}[warm users]")
+    cold = frozenset(choose_cold_users(data, share, cuts, seed))
+    fit_data = _without_users(data, cold)
     warm = set(map(str, fit_data.interactions["item_id"].unique()))
     pool = np.asarray([i for i in map(str, data.item_ids) if i in warm], dtype=object)
     targets: dict[str, str] = {}
@@ -269,6 +286,18 @@ def cold_setup(data: Dataset, protocol: Any, min_interactions: int = 3) -> ColdS
                                 min_history=c.min_history, min_interactions=min_interactions)
     return cold_users_setup(data, share=c.user_share, cuts=c.history_cuts, seed=c.seed,
                             n_negatives=protocol.n_negatives, min_interactions=min_interactions)
+
+
+def cold_fit_data(data: Dataset, cold: Any) -> tuple[Dataset, frozenset[str]]:
+    """What regime C with ``cold`` (a `ColdSpec`) fits every model on, and the cold ids: the
+    data without the cold items (or cold users) and all their interactions. The same data
+    `cold_setup` gives as ``fit_data``, without building the evaluated lists: what
+    `reranker finetune` trains an adapter on for regime C (`FinetuneConfig.cold`)."""
+    if cold.kind == "items":
+        items = frozenset(choose_cold_items(data, cold.item_share, cold.item_select, cold.seed))
+        return _without_items(data, items), items
+    users = frozenset(choose_cold_users(data, cold.user_share, cold.history_cuts, cold.seed))
+    return _without_users(data, users), users
 
 
 # ----------------------------------------------------------------------------- reporting

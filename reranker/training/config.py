@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from ..config import BaseConfig
 from ..evaluation.experiment import DataSpec
+from ..evaluation.specs import ColdSpec
 
 Mode = Literal["pointwise", "verbalizer", "listwise"]
 
@@ -89,6 +90,16 @@ class FinetuneConfig(BaseConfig):
     """The seed of ``ties: random`` (like the experiment's ``protocol.tie_seed``)."""
     dtype: Literal["auto", "bf16", "fp32"] = "auto"
     threads: int | None = Field(None, ge=1)
+    cold: ColdSpec | None = None
+    """Train for regime C: the cold items (or cold users) this spec selects, exactly those of
+    an experiment with the same ``protocol.cold``, lose every interaction (and cold items their
+    catalog rows) before the split, so the adapter never sees them (`cold_start.cold_fit_data`).
+    None: all the data."""
+    cf_hint: Literal["none", "rank", "band"] = "none"
+    """Pointwise / listwise: show each candidate's CF rank or score band in the training prompts
+    (the rankers' `cf_hint`; the scores are the example retriever's for the prefix history).
+    Evaluate the adapter with the same `cf_hint` (and a `cf_hint_scorer` where the candidates
+    have no stage-1 scores)."""
     item_text_tokens: int = Field(0, ge=0)
     """Item description tokens in prompts (0: title, category, attrs only: short prompts).
     Evaluate the adapter with the same value (it is recorded in the adapter's JSON)."""
@@ -102,6 +113,8 @@ class FinetuneConfig(BaseConfig):
             raise ValueError("give epochs or max_steps (> 0)")
         if not self.target_modules:
             raise ValueError("target_modules: give at least one module name (e.g. q_proj)")
+        if self.cf_hint != "none" and self.mode == "verbalizer":
+            raise ValueError("cf_hint: the verbalizer prompt has no hint; use mode pointwise or listwise")
         if not str(self.model).strip():
             raise ValueError("model: give a base model spec (e.g. smollm2-135m)")
         return self

@@ -56,6 +56,9 @@ class Example:
     target: str
     cf_order: tuple[str, ...]
     """The non-target candidates ordered by the CF retriever's score (best first)."""
+    scores: tuple[float, ...] = ()
+    """The CF retriever's score of each of `candidates` (shown order) for the history: the
+    stage-1 scores a `cf_hint` prompt shows as ranks or bands."""
 
 
 @dataclass(frozen=True)
@@ -164,17 +167,19 @@ def build_examples(split, config: ExampleConfig, seed: int = 0, retriever=None) 
         examples.append(
             Example(u, p, prefix.last(config.max_history), shown, target, tuple(cf_ids + rand))
         )
-    # order the non-target candidates by CF score for the prefix (listwise targets)
+    # the CF scores of every candidate for the prefix: the non-target ones in CF-score order
+    # (listwise targets), all of them as the stage-1 scores of `cf_hint` prompts
     scores = retriever.score_items(
         [History(None, e.history.items, e.history.ratings) for e in examples],
-        [list(e.cf_order) for e in examples],
+        [list(e.candidates) for e in examples],
     )
     out = []
     for e, s in zip(examples, scores, strict=True):
-        order = [i for _, i in sorted((-float(s[i]), i) for i in range(len(e.cf_order)))]
+        by_id = {i: float(x) for i, x in zip(e.candidates, s, strict=True)}
+        order = [i for _, i in sorted((-by_id[c], i) for i, c in enumerate(e.cf_order))]
         out.append(
             Example(e.user_id, e.position, e.history, e.candidates, e.target,
-                    tuple(e.cf_order[i] for i in order))
+                    tuple(e.cf_order[i] for i in order), tuple(by_id[c] for c in e.candidates))
         )
     log.info("built %d examples from %d users", len(out), len({e.user_id for e in out}))
     return out
@@ -212,13 +217,25 @@ def make_ranker(mode: Mode, backend: Any, catalog: Any, max_history: int, max_pr
 
 def render_example(ranker, mode: Mode, example: Example, rng: np.random.Generator,
                    pointwise_negatives: int = 1) -> list[tuple[str, str]]:
-    """(prompt, answer) pairs for one example, rendered by the ranker's own prompt code."""
-    cands = [Candidate(i, 0.0, "train") for i in example.candidates]
+    """(prompt, answer) pairs for one example, rendered by the ranker's own prompt code.
+
+    A ranker with `cf_hint` shows each candidate's rank or band among the whole list by the
+    example's CF scores (`Example.scores`), as at inference over a stage-1 list."""
+    hint = getattr(ranker, "cf_hint", "none") != "none"
+    if hint and len(example.scores) != len(example.candidates):
+        raise DataError("cf_hint: the example has no CF scores for its candidates (build it with build_examples)")
+    cands = [Candidate(i, example.scores[j] if hint else 0.0, "train") for j, i in enumerate(example.candidates)]
     if mode == "pointwise":
         negs = [c for c in cands if c.item_id != example.target]
         k = min(pointwise_negatives, len(negs))
         picked = [negs[i] for i in sorted(rng.choice(len(negs), size=k, replace=False).tolist())]
-        prompts, _ = ranker.build_prompts(example.history, [Candidate(example.target, 0.0, "train"), *picked])
+        target = next(c for c in cands if c.item_id == example.target)
+        if hint:  # the hint is a rank / band within the whole list: render it all, keep these
+            every, _ = ranker.build_prompts(example.history, cands)
+            at = {c.item_id: j for j, c in enumerate(cands)}
+            prompts = [every[at[c.item_id]] for c in (target, *picked)]
+        else:
+            prompts, _ = ranker.build_prompts(example.history, [target, *picked])
         return [(prompts[0], ranker.labels[0])] + [(p, ranker.labels[1]) for p in prompts[1:]]
     pos = {c.item_id: j for j, c in enumerate(cands)}
     built = ranker.build_prompts(example.history, cands, orders=[list(range(len(cands)))])

@@ -76,8 +76,17 @@ def load_config(config: FinetuneConfig | dict | str | Path) -> tuple[FinetuneCon
 
 
 def load_dataset(cfg: FinetuneConfig, base_dirs: list[Path]):
-    """The config's data, with its order of ties in time (``ties`` / ``tie_seed``) set."""
-    return _load_raw(cfg, base_dirs).with_tie_order(cfg.ties, cfg.tie_seed)
+    """The config's data, with its order of ties in time (``ties`` / ``tie_seed``) set; with
+    ``cold``, without the cold items' (or users') interactions (regime C's fit data)."""
+    data = _load_raw(cfg, base_dirs).with_tie_order(cfg.ties, cfg.tie_seed)
+    if cfg.cold is None:
+        return data
+    from ..evaluation.cold_start import cold_fit_data
+
+    warm, cold = cold_fit_data(data, cfg.cold)
+    log.info("regime c (cold %s): %d cold %s and their %d interactions left out of training", cfg.cold.kind,
+             len(cold), cfg.cold.kind, data.n_interactions - warm.n_interactions)
+    return warm
 
 
 def _load_raw(cfg: FinetuneConfig, base_dirs: list[Path]):
@@ -133,13 +142,20 @@ class Trainer(ValidationMixin):
         from ..data.splits import leave_one_out
         from ..llm.base import LLMConfig
         from ..llm.hf import HFBackend
-        from .examples import build_examples, fingerprint, make_ranker, tokenize_examples
+        from .examples import (
+            build_examples,
+            fingerprint,
+            make_ranker,
+            make_retriever,
+            tokenize_examples,
+        )
 
         cfg = self.config
         torch.manual_seed(cfg.seed)
         data = load_dataset(cfg, self._base_dirs)
         self.split = leave_one_out(data, min_interactions=cfg.data.min_interactions)
-        self.examples = build_examples(self.split, cfg.examples, seed=cfg.seed)
+        self.retriever = make_retriever(cfg.examples, self.split.train)
+        self.examples = build_examples(self.split, cfg.examples, seed=cfg.seed, retriever=self.retriever)
         self.llm_config = LLMConfig(
             model=cfg.model, dtype=cfg.dtype, threads=cfg.threads, item_text_tokens=cfg.item_text_tokens,
             max_context=max(2048, cfg.max_seq_len),
@@ -154,6 +170,7 @@ class Trainer(ValidationMixin):
         self.ranker = make_ranker(
             cfg.mode, self.backend, data, cfg.examples.max_history, None,
             **({"window": cfg.validation.n_negatives + 1} if cfg.mode == "listwise" else {}),
+            **({"cf_hint": cfg.cf_hint} if cfg.cf_hint != "none" else {}),
         )
         self.sequences, self.dropped = tokenize_examples(
             self.ranker, cfg.mode, self.examples, cfg.seed, cfg.examples.pointwise_negatives,

@@ -35,6 +35,9 @@ class ValidationMixin(CheckpointMixin):
     _val_lists: dict[str, list[str]]
     _val_targets: dict[str, str]
     _val_histories: dict[str, History]
+    retriever: Any
+    """The examples' CF retriever (fitted on the training split): with `cf_hint`, it scores the
+    validation candidates, as a `cf_hint_scorer` does at evaluation."""
 
     def _validation_lists(self) -> dict[str, list[str]]:
         from ..evaluation.protocol import regime_b_lists, user_order
@@ -50,7 +53,8 @@ class ValidationMixin(CheckpointMixin):
         return regime_b_lists(users, targets, known, self.split.train.item_ids, v.n_negatives, self.config.seed)
 
     def validate(self) -> dict[str, float]:
-        """Regime-B NDCG@10 / HR@1 on the fixed validation subset (adapter in place)."""
+        """Regime-B NDCG@10 / HR@1 on the fixed validation subset (adapter in place; with
+        `cf_hint`, the candidates carry the examples' CF scores, so the prompts show the hint)."""
         import torch
 
         from ..evaluation.protocol import per_user_metrics
@@ -64,8 +68,12 @@ class ValidationMixin(CheckpointMixin):
         users = list(self._val_lists)
         ranked = []
         with torch.inference_mode():
+            hint = self.config.cf_hint != "none"
             for u in users:
-                cands = [Candidate(i, 0.0, "regime-b") for i in self._val_lists[u]]
+                ids = self._val_lists[u]
+                scores = (self.retriever.score_items([self._val_histories[u]], [ids])[0] if hint
+                          else np.zeros(len(ids)))
+                cands = [Candidate(i, float(x), "regime-b") for i, x in zip(ids, scores, strict=True)]
                 ranked.append([r.item_id for r in self.ranker.rank(self._val_histories[u], cands)])
         m = per_user_metrics(ranked, [self._val_targets[u] for u in users], ["ndcg@10", "hr@1"])
         if was_training:
