@@ -287,6 +287,21 @@ def test_local_and_ray_engines_give_identical_output(tmp_path, ray_cluster):
     assert [e["row"] for e in _errors(ray_out)] == [i for i, r in enumerate(rows) if r["id"] in reasons]
 
 
+def test_a_ray_job_whose_pipeline_does_not_build_leaves_no_claim_on_the_folder(tmp_path, ray_cluster):
+    """As in the local engine: the actors cannot build the pipeline (bad data), the job fails
+    with the cause named, and the corrected command runs in the same folder (it used to be
+    refused as "another batch job" without --overwrite)."""
+    from reranker.batch import run_ray
+
+    inp = _write_parquet(tmp_path / "req.parquet", _good_rows(5))
+    out = tmp_path / "out"
+    bad = load_batch_config(_config(tmp_path, threads=1), data=tmp_path / "no-such-folder", data_format="csv")
+    with pytest.raises(Exception, match="no-such-folder"):
+        run_ray(bad, inp, out, progress=False)
+    assert not out.exists()
+    assert run_ray(load_batch_config(_config(tmp_path, threads=1)), inp, out, progress=False).rows == 5
+
+
 @pytest.mark.slow
 def test_local_and_ray_engines_agree_with_pointwise_smollm2(tmp_path, ray_cluster):
     """Each Ray actor builds the pipeline (and loads SmolLM2) once; one torch thread on both sides."""

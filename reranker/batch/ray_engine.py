@@ -35,6 +35,7 @@ from .io import (
     jsonl_bytes,
     merge_errors,
     prepare_output,
+    release_output,
 )
 from .local import BatchSummary
 from .rows import ROW_COLUMN, to_table
@@ -107,35 +108,26 @@ def run_ray(config: BatchConfig, input_path: str | Path, output: str | Path, *, 
     if fmt == "parquet":
         check_parquet_columns(files)
     cfg = config.absolute()
+    existed = out.exists()
     prepare_output(out, job_identity(files, fmt, cfg.model_dump(mode="json"), "ray"), overwrite=overwrite,
                    resume=False)
     (out / ERRORS_DIR).mkdir(exist_ok=True)
     started = False
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=True, **(init_kwargs or {}))
-        started = True
-    elif address is not None:
-        log.info("Ray is already initialised in this process; --address %s is not used", address)
     try:
-        import ray.data as rd
-
-        ctx = rd.DataContext.get_current()
-        ctx.execution_options.preserve_order = True  # row numbers follow the input order
-        ctx.enable_progress_bars = progress
-        paths = [str(f.resolve()) for f in files]
-        ds = rd.read_parquet(paths) if fmt == "parquet" else rd.read_text(paths, drop_empty_lines=False)
-        sharded, n_rows = _sharded(ray, ds, config.shard_rows)
-        if n_rows:
-            ranked = sharded.map_batches(
-                RankWorker,
-                fn_constructor_kwargs={"config": cfg.model_dump(mode="json"), "jsonl": fmt == "jsonl",
-                                       "errors_dir": str(out / ERRORS_DIR), "cwd": os.getcwd()},
-                batch_size=None,  # one call per shard, cut into batches as the local engine cuts it
-                batch_format="pyarrow",
-                compute=rd.ActorPoolStrategy(size=concurrency),
-                num_cpus=num_cpus,
-            )
-            ranked.write_parquet(str(out))
+        if not ray.is_initialized():
+            ray.init(address=address, include_dashboard=False, log_to_driver=True, **(init_kwargs or {}))
+            started = True
+        elif address is not None:
+            log.info("Ray is already initialised in this process; --address %s is not used", address)
+        n_rows = _rank_on_ray(cfg, files, fmt, out, concurrency, num_cpus, progress)
+    except BaseException:
+        # a job that failed before it wrote anything (its pipeline did not build in the actors,
+        # Ray did not start) leaves no claim on the folder, as in the local engine
+        errors = out / ERRORS_DIR
+        if errors.is_dir() and not any(errors.iterdir()):
+            errors.rmdir()
+        release_output(out, existed=existed)
+        raise
     finally:
         if started:
             ray.shutdown()
@@ -145,6 +137,33 @@ def run_ray(config: BatchConfig, input_path: str | Path, output: str | Path, *, 
                            str(out / ERRORS_FILE), workers=concurrency)
     atomic_write_bytes(out / SUMMARY_FILE, json.dumps(summary.to_dict(), indent=2).encode("utf-8"))
     return summary
+
+
+def _rank_on_ray(cfg: BatchConfig, files: list[Path], fmt: str, out: Path, concurrency: int, num_cpus: float,
+                 progress: bool) -> int:
+    """Read the input as a Ray dataset, rank it shard by shard on an actor pool, write the
+    parquet parts into `out`; returns the number of input rows."""
+    import ray
+    import ray.data as rd
+
+    ctx = rd.DataContext.get_current()
+    ctx.execution_options.preserve_order = True  # row numbers follow the input order
+    ctx.enable_progress_bars = progress
+    paths = [str(f.resolve()) for f in files]
+    ds = rd.read_parquet(paths) if fmt == "parquet" else rd.read_text(paths, drop_empty_lines=False)
+    sharded, n_rows = _sharded(ray, ds, cfg.shard_rows)
+    if n_rows:
+        ranked = sharded.map_batches(
+            RankWorker,
+            fn_constructor_kwargs={"config": cfg.model_dump(mode="json"), "jsonl": fmt == "jsonl",
+                                   "errors_dir": str(out / ERRORS_DIR), "cwd": os.getcwd()},
+            batch_size=None,  # one call per shard, cut into batches as the local engine cuts it
+            batch_format="pyarrow",
+            compute=rd.ActorPoolStrategy(size=concurrency),
+            num_cpus=num_cpus,
+        )
+        ranked.write_parquet(str(out))
+    return int(n_rows)
 
 
 def _sharded(ray: Any, ds: Any, shard_rows: int) -> tuple[Any, int]:
