@@ -239,7 +239,8 @@ def test_committed_cold_configs_load():
 
     repo = Path(__file__).resolve().parents[1]
     for name, kind in (("ml100k-cold-items", "items"), ("ml100k-cold-users", "users"),
-                       ("ml100k-cold-items-qwen", "items"), ("ml100k-cold-items-finetune", "items")):
+                       ("ml100k-cold-items-qwen", "items"), ("ml100k-cold-items-finetune", "items"),
+                       ("ml100k-cold-users-qwen", "users")):
         cfg = load_experiment(repo / "configs" / f"{name}.yaml").config
         assert cfg.protocol.regime == "c" and cfg.protocol.cold.kind == kind
         assert cfg.protocol.ties == "random" and cfg.protocol.compare_to == "bert"
