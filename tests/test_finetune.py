@@ -196,6 +196,32 @@ def test_training_for_regime_c_never_sees_a_cold_item_or_user(tmp_path, cold):
     assert trainer._record_base["config"]["cold"]["kind"] == cold["kind"]
 
 
+@needs_smollm
+def test_cf_hint_training_warns_when_the_hint_also_picks_the_negatives(tmp_path, caplog):
+    """The hint's retriever also draws `cf_fraction` of the negatives: a warning names the risk
+    (measured: the adapter learned the band backwards), none with random negatives only; the
+    validation candidates carry the retriever's scores, so their prompts show the hint."""
+    import logging
+
+    from reranker.training.trainer import Trainer
+
+    examples = {**TINY["examples"], "cf_fraction": 0.5}
+    with caplog.at_level(logging.WARNING, logger="reranker.training.trainer"):
+        Trainer({**TINY, "examples": examples, "cf_hint": "band"}, out_dir=tmp_path / "a", progress=False).prepare()
+    assert "cf_fraction 0.50" in caplog.text and "backwards" in caplog.text
+    caplog.clear()
+    trainer = Trainer({**TINY, "examples": {**examples, "cf_fraction": 0.0}, "cf_hint": "band"},
+                      out_dir=tmp_path / "b", progress=False)
+    with caplog.at_level(logging.WARNING, logger="reranker.training.trainer"):
+        trainer.prepare()
+    assert "backwards" not in caplog.text
+    seen = []
+    build = trainer.ranker.build_prompts
+    trainer.ranker.build_prompts = lambda h, c, *a, **k: seen.append(build(h, c, *a, **k)[0]) or build(h, c, *a, **k)
+    assert trainer.validate()["users"] == 4
+    assert any("another recommender" in p for prompts in seen for p in prompts)
+
+
 # ----------------------------------------------------------------------------- training
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):

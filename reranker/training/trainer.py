@@ -154,6 +154,11 @@ class Trainer(ValidationMixin):
         torch.manual_seed(cfg.seed)
         data = load_dataset(cfg, self._base_dirs)
         self.split = leave_one_out(data, min_interactions=cfg.data.min_interactions)
+        if cfg.cf_hint != "none" and cfg.examples.cf_fraction > 0:
+            log.warning("cf_hint with examples.cf_fraction %.2f: the retriever that gives the hint also picks "
+                        "that share of the negatives, which fills its high band with wrong answers; the adapter "
+                        "may learn the hint backwards (eval/results/finetune/issue18.md). cf_fraction: 0 avoids it",
+                        cfg.examples.cf_fraction)
         self.retriever = make_retriever(cfg.examples, self.split.train)
         self.examples = build_examples(self.split, cfg.examples, seed=cfg.seed, retriever=self.retriever)
         self.llm_config = LLMConfig(
