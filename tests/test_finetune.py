@@ -403,3 +403,24 @@ def test_merge_writes_a_standalone_model_with_the_same_scores(trained, tmp_path)
         scores[spec] = PointwiseLLMRanker(backend=backend, catalog=trainer.split.train, max_history=4).score(history, cands)
     merged, adapter = scores.values()
     np.testing.assert_allclose(merged, adapter, atol=1e-3)
+
+
+def test_committed_finetune_configs_load_and_match_their_evaluations():
+    """Every committed fine-tuning config loads; the hint adapters are trained with the split
+    (ties) and the hint their evaluation configs use."""
+    from pathlib import Path
+
+    from reranker.evaluation.experiment import load_experiment
+
+    repo = Path(__file__).resolve().parents[1]
+    configs = {p.stem: FinetuneConfig.from_yaml(p) for p in sorted((repo / "configs").glob("finetune-*.yaml"))}
+    assert {"finetune-demo", "finetune-ml100k", "finetune-ml100k-cold-items", "finetune-ml100k-cf-hint",
+            "finetune-ml100k-cf-hint-random"} <= set(configs)
+    assert configs["finetune-ml100k-cf-hint-random"].examples.cf_fraction == 0.0
+    for regime in ("a", "b"):
+        ev = load_experiment(repo / "configs" / f"ml100k-cf-hint-{regime}.yaml").config
+        for name in ("finetune-ml100k-cf-hint", "finetune-ml100k-cf-hint-random"):
+            ft = configs[name]
+            assert (ft.ties, ft.tie_seed) == (ev.protocol.ties, ev.protocol.tie_seed)
+            rows = [r for r in ev.rankers if str(r.params.get("model", "")).startswith(f"smollm2-135m+{ft.output_dir}/")]
+            assert rows and all(r.params.get("cf_hint") in (ft.cf_hint, None) for r in rows)
