@@ -214,10 +214,14 @@ def release_output(out: Path, *, existed: bool) -> None:
     """Undo `prepare_output` for a new job that failed before it wrote anything (its pipeline
     did not build: bad data, a bad model spec): the job file goes, and the folder too when this
     job created it, so the corrected command is not refused as "another batch job". A folder
-    holding anything else (shards, errors) is left as it is."""
-    job = out / JOB_FILE
-    if not out.is_dir() or any(p != job for p in out.iterdir()):
+    holding anything else (shards, errors) is left as it is; an empty errors folder counts as
+    nothing written."""
+    job, errors = out / JOB_FILE, out / ERRORS_DIR
+    if not out.is_dir() or any(p != job and not (p == errors and p.is_dir() and not any(p.iterdir()))
+                               for p in out.iterdir()):
         return
+    if errors.is_dir():
+        errors.rmdir()
     job.unlink(missing_ok=True)
     if not existed:
         out.rmdir()

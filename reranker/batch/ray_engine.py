@@ -119,13 +119,10 @@ def run_ray(config: BatchConfig, input_path: str | Path, output: str | Path, *, 
             started = True
         elif address is not None:
             log.info("Ray is already initialised in this process; --address %s is not used", address)
-        n_rows = _rank_on_ray(cfg, files, fmt, out, concurrency, num_cpus, progress)
+        n_rows = _rank_on_ray(ray, cfg, files, fmt, out, concurrency, num_cpus, progress)
     except BaseException:
         # a job that failed before it wrote anything (its pipeline did not build in the actors,
         # Ray did not start) leaves no claim on the folder, as in the local engine
-        errors = out / ERRORS_DIR
-        if errors.is_dir() and not any(errors.iterdir()):
-            errors.rmdir()
         release_output(out, existed=existed)
         raise
     finally:
@@ -139,11 +136,10 @@ def run_ray(config: BatchConfig, input_path: str | Path, output: str | Path, *, 
     return summary
 
 
-def _rank_on_ray(cfg: BatchConfig, files: list[Path], fmt: str, out: Path, concurrency: int, num_cpus: float,
-                 progress: bool) -> int:
+def _rank_on_ray(ray: Any, cfg: BatchConfig, files: list[Path], fmt: str, out: Path, concurrency: int,
+                 num_cpus: float, progress: bool) -> int:
     """Read the input as a Ray dataset, rank it shard by shard on an actor pool, write the
     parquet parts into `out`; returns the number of input rows."""
-    import ray
     import ray.data as rd
 
     ctx = rd.DataContext.get_current()
