@@ -240,23 +240,24 @@ def test_committed_cold_configs_load():
     repo = Path(__file__).resolve().parents[1]
     for name, kind in (("ml100k-cold-items", "items"), ("ml100k-cold-users", "users"),
                        ("ml100k-cold-items-qwen", "items"), ("ml100k-cold-items-finetune", "items"),
-                       ("ml100k-cold-users-qwen", "users")):
+                       ("ml100k-cold-users-qwen", "users"), ("ml100k-cold-users-finetune", "users")):
         cfg = load_experiment(repo / "configs" / f"{name}.yaml").config
         assert cfg.protocol.regime == "c" and cfg.protocol.cold.kind == kind
         assert cfg.protocol.ties == "random" and cfg.protocol.compare_to == "bert"
 
 
-def test_the_regime_c_adapter_is_trained_without_the_evaluated_cold_items():
-    """The committed fine-tuning config for regime C removes exactly the cold set its
-    evaluation config tests on, with the same order of ties."""
+@pytest.mark.parametrize("kind", ["items", "users"])
+def test_the_regime_c_adapter_is_trained_without_the_evaluated_cold_set(kind):
+    """The committed fine-tuning config for regime C removes exactly the cold set (items or
+    users) its evaluation config tests on, with the same order of ties."""
     from pathlib import Path
 
     from reranker.training.config import FinetuneConfig
 
     repo = Path(__file__).resolve().parents[1]
-    ft = FinetuneConfig.from_yaml(repo / "configs" / "finetune-ml100k-cold-items.yaml")
-    ev = load_experiment(repo / "configs" / "ml100k-cold-items-finetune.yaml").config
-    assert ft.cold == ev.protocol.cold
+    ft = FinetuneConfig.from_yaml(repo / "configs" / f"finetune-ml100k-cold-{kind}.yaml")
+    ev = load_experiment(repo / "configs" / f"ml100k-cold-{kind}-finetune.yaml").config
+    assert ft.cold == ev.protocol.cold and ft.cold is not None and ft.cold.kind == kind
     assert (ft.ties, ft.tie_seed) == (ev.protocol.ties, ev.protocol.tie_seed)
     adapter = f"smollm2-135m+{ft.output_dir}/best"
     assert any(r.params.get("model") == adapter for r in ev.rankers if r.params)

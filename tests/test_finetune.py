@@ -414,7 +414,8 @@ def test_committed_finetune_configs_load_and_match_their_evaluations():
 
     repo = Path(__file__).resolve().parents[1]
     configs = {p.stem: FinetuneConfig.from_yaml(p) for p in sorted((repo / "configs").glob("finetune-*.yaml"))}
-    assert {"finetune-demo", "finetune-ml100k", "finetune-ml100k-cold-items", "finetune-ml100k-cf-hint",
+    assert {"finetune-demo", "finetune-ml100k", "finetune-ml100k-cold-items", "finetune-ml100k-cold-users",
+            "finetune-ml100k-cf-hint",
             "finetune-ml100k-cf-hint-random"} <= set(configs)
     assert configs["finetune-ml100k-cf-hint-random"].examples.cf_fraction == 0.0
     for regime in ("a", "b"):
