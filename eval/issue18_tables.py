@@ -69,18 +69,24 @@ def table(path: Path, with_validity: bool) -> list[str]:
 
 
 def same_as_tiefair(path: Path, row: str, regime: str, tiefair_row: str) -> str:
+    """Compare with the tie-fair run of the regime that ranked the most users with this row
+    (`tiefair-a-listwise` holds regime A's 200-user listwise row, `tiefair-a` 50)."""
     mine = json.loads(path.read_text())["runs"][0]["rankers"].get(row)
-    ref_path = RESULTS / f"tiefair-{regime}" / "results.json"
-    if mine is None or not ref_path.is_file():
+    if mine is None:
         return ""
-    ref = json.loads(ref_path.read_text())["runs"][0]["rankers"].get(tiefair_row)
-    if ref is None:
+    refs = []
+    for ref_path in sorted(RESULTS.glob(f"tiefair-{regime}*/results.json")):
+        ref_row = json.loads(ref_path.read_text())["runs"][0]["rankers"].get(tiefair_row)
+        if ref_row is not None:
+            refs.append((len(ref_row["per_user"]["ndcg@10"]), ref_path.parent.name, ref_row))
+    if not refs:
         return ""
+    _, ref_name, ref = max(refs, key=lambda r: r[0])
     a, b = mine["per_user"]["ndcg@10"], ref["per_user"]["ndcg@10"]
     both = [u for u in a if u in b]
     n = len(both)
     equal = sum(abs(a[u] - b[u]) < 1e-9 for u in both)
-    return (f"Check: `{row}` here and `{tiefair_row}` of tiefair-{regime}/results.json (the same computation) "
+    return (f"Check: `{row}` here and `{tiefair_row}` of {ref_name}/results.json (the same computation) "
             f"agree on {equal} of the {n} users both ranked.")
 
 
