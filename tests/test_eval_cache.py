@@ -301,3 +301,45 @@ def test_dtype_auto_is_keyed_as_the_dtype_the_backend_runs_in(tmp_path):
     set_fp32 = CachedBackend(LLMConfig(dtype="fp32"), cache, backend=CountingBackend())
     assert set_fp32.model_id == fp32.model_id
     assert '"dtype":"auto"' in CachedBackend(LLMConfig(), cache, backend=CountingBackend()).model_id  # a fake: as set
+
+
+# ----------------------------------------------------------------------------- adapter weights
+def _adapter(folder, weights: bytes):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "adapter_config.json").write_text("{}")
+    (folder / "adapter_model.safetensors").write_bytes(weights)
+    return folder
+
+
+def test_an_adapter_retrained_in_place_is_not_served_the_old_rankings(tmp_path, monkeypatch):
+    """A row names its adapter by folder; the cache key must follow the weights in it, or a
+    re-trained adapter at the same path reuses the rankings of the one it replaced (seen in issue
+    18's CF-hint runs). Rows without an adapter keep their keys."""
+    from reranker.evaluation.experiment import RankerSpec, adapter_hashes, ranker_fingerprint
+    from reranker.evaluation.ranking_regime import _fingerprint_extra
+
+    monkeypatch.chdir(tmp_path)
+    ad = _adapter(tmp_path / "runs" / "ft" / "adapter", b"weights after 46 steps")
+    rows = [
+        RankerSpec(name="llm-ft", type="llm-pointwise", params={"model": "smollm2-135m+runs/ft/adapter"}),
+        RankerSpec(name="llm-field", type="llm-pointwise", params={"model": "smollm2-135m", "adapter": "runs/ft/adapter"}),
+        RankerSpec(name="head", type="learned-fusion",
+                   params={"itemcf": {"k": 20}, "llm": {"model": "smollm2-135m+runs/ft/adapter"}}),
+    ]
+    fusion = RankerSpec(name="fused", type="fusion", params={"weights": {"itemcf": 1.0, "llm-ft": 0.5}})
+    plain = RankerSpec(name="llm", type="llm-pointwise", params={"model": "smollm2-135m"})
+    everything = [*rows, fusion, plain, RankerSpec(name="itemcf", type="itemcf")]
+
+    def keys() -> list[str]:
+        return [ranker_fingerprint(s, "data", 0, extra=_fingerprint_extra(s, everything, False))
+                for s in [*rows, fusion, plain]]
+
+    before = keys()
+    assert before == keys()  # stable while the weights are
+    assert len(adapter_hashes(rows[0].params)) == 1 and adapter_hashes(plain.params) == []
+    (ad / "adapter_model.safetensors").write_bytes(b"weights after 107 steps")
+    after = keys()
+    assert [a != b for a, b in zip(before, after, strict=True)] == [True, True, True, True, False]
+    assert _fingerprint_extra(plain, everything, False) is None
+    # a model spec that names a missing folder still gets a key (loading it fails with its message)
+    assert adapter_hashes({"model": "smollm2-135m+runs/nowhere"}) == ["missing"]

@@ -363,7 +363,45 @@ def ranker_fingerprint(spec: RankerSpec, data_fingerprint: str, seed: int, extra
             # the default became `auto` (select-only where the backend can, issue 18): rankings
             # cached under the free-decoding default are not reused for rows that do not say
             extra["decoding"] = "auto"
+        adapters = adapter_hashes(spec.params)
+        if adapters:
+            # the params name an adapter folder, not its weights: an adapter retrained in place
+            # must not be served the rankings of the one it replaced
+            extra["adapters"] = adapters
     return make_key("ranker-v1", spec.type, spec.params, data_fingerprint, seed, extra)[:24]
+
+
+def adapter_hashes(params: Any) -> list[str]:
+    """SHA-256 prefixes of the LoRA weights of every adapter a row's params name, nested parts
+    included: a `model` spec `base+path/to/adapter` or an `adapter` folder (relative paths from
+    the working directory, as the LLM loader reads them). A folder without weights counts as
+    ``"missing"``; loading it fails later with its own message."""
+    folders: list[str] = []
+
+    def walk(obj: Any) -> None:
+        if isinstance(obj, Mapping):
+            for key, value in obj.items():
+                if key == "model" and isinstance(value, str) and "+" in value \
+                        and not Path(value.strip()).expanduser().exists():
+                    folders.append(value.split("+", 1)[1].strip())
+                elif key == "adapter" and isinstance(value, str) and value:
+                    folders.append(value)
+                else:
+                    walk(value)
+        elif isinstance(obj, list | tuple):
+            for value in obj:
+                walk(value)
+
+    walk(params)
+    if not folders:
+        return []
+    from ..llm.models import file_sha256
+
+    out = []
+    for folder in folders:
+        weights = sorted(Path(folder).expanduser().glob("adapter_model.*"))
+        out.append(",".join(file_sha256(w)[:16] for w in weights) or "missing")
+    return out
 
 
 def uses_prompts(spec: RankerSpec) -> bool:

@@ -19,7 +19,14 @@ import numpy as np
 
 from . import protocol as P
 from .bias import bias_sweep
-from .experiment import BuildContext, RankerSpec, build_ranker, data_fingerprint, ranker_fingerprint
+from .experiment import (
+    BuildContext,
+    RankerSpec,
+    adapter_hashes,
+    build_ranker,
+    data_fingerprint,
+    ranker_fingerprint,
+)
 from .ranking_run import diagnostics_summary, rank_users
 from .records import PairedDiff, RankerEntry, RankerRun, RankerScores, SeedResult, Stage1Ceiling
 from .run_context import RunContext, SeedContext, metric_names
@@ -188,7 +195,7 @@ def rank_all(ctx: SeedContext, result: SeedResult, built: dict[str, Any] | None 
         ranker = built[spec.name]
         users = ctx.users[: spec.users] if spec.users else ctx.users
         earlier = spec.type == "learned-fusion" and ctx.protocol.stage == "validation"
-        fpr = ranker_fingerprint(spec, ctx.fingerprint, ctx.seed, extra="head-split-earlier" if earlier else None)
+        fpr = ranker_fingerprint(spec, ctx.fingerprint, ctx.seed, extra=_fingerprint_extra(spec, run.config.rankers, earlier))
         fit = ranker.head.fit_report if isinstance(ranker, LearnedFusionRanker) else None
         entry = RankerEntry(type=spec.type, params=spec.params, fit_report=fit or None)
         result.rankers[spec.name] = entry
@@ -254,6 +261,20 @@ def score_agreement(a: RankerRun, b: RankerRun) -> dict[str, Any]:
     if not rhos:
         return {"spearman_median": None, "spearman_mean": None, "n": 0}
     return {"spearman_median": float(np.median(rhos)), "spearman_mean": float(np.mean(rhos)), "n": len(rhos)}
+
+
+def _fingerprint_extra(spec: RankerSpec, rows: Sequence[RankerSpec], earlier: bool) -> Any:
+    """What a row's cache key holds beside its own params: the validation-stage head split, and
+    for fusion the adapter weights of its component rows (a component whose adapter was
+    retrained in place changes the fused ranking too)."""
+    extra: Any = "head-split-earlier" if earlier else None
+    if spec.type == "fusion":
+        by_name = {r.name: r for r in rows}
+        adapters = [h for comp in spec.params.get("weights") or {} if comp in by_name
+                    for h in adapter_hashes(by_name[comp].params)]
+        if adapters:
+            extra = {"component_adapters": adapters, "extra": extra}
+    return extra
 
 
 def _precomputed(spec: RankerSpec, runs: Mapping[str, RankerRun]) -> Any:
