@@ -372,18 +372,25 @@ def ranker_fingerprint(spec: RankerSpec, data_fingerprint: str, seed: int, extra
 
 
 def adapter_hashes(params: Any) -> list[str]:
-    """SHA-256 prefixes of the LoRA weights of every adapter a row's params name, nested parts
-    included: a `model` spec `base+path/to/adapter` or an `adapter` folder (relative paths from
-    the working directory, as the LLM loader reads them). A folder without weights counts as
-    ``"missing"``; loading it fails later with its own message."""
+    """The weight hashes (`adapter_weights_sha`) of every adapter a row's params name, nested
+    parts included: a `model` spec `base+path/to/adapter` or an `adapter` folder (relative paths
+    from the working directory, as the LLM loader reads them). A folder without weights counts
+    as ``"missing"``; loading it fails later with its own message."""
+    from ..errors import ModelError
+    from ..llm.models import adapter_weights_sha, split_adapter
+
     folders: list[str] = []
 
     def walk(obj: Any) -> None:
         if isinstance(obj, Mapping):
             for key, value in obj.items():
-                if key == "model" and isinstance(value, str) and "+" in value \
-                        and not Path(value.strip()).expanduser().exists():
-                    folders.append(value.split("+", 1)[1].strip())
+                if key == "model" and isinstance(value, str):
+                    try:
+                        ad = split_adapter(value)[1]
+                    except ModelError:  # the adapter folder is missing
+                        ad = value.split("+", 1)[1].strip()
+                    if ad:
+                        folders.append(ad)
                 elif key == "adapter" and isinstance(value, str) and value:
                     folders.append(value)
                 else:
@@ -393,15 +400,7 @@ def adapter_hashes(params: Any) -> list[str]:
                 walk(value)
 
     walk(params)
-    if not folders:
-        return []
-    from ..llm.models import file_sha256
-
-    out = []
-    for folder in folders:
-        weights = sorted(Path(folder).expanduser().glob("adapter_model.*"))
-        out.append(",".join(file_sha256(w)[:16] for w in weights) or "missing")
-    return out
+    return [adapter_weights_sha(folder) or "missing" for folder in folders]
 
 
 def uses_prompts(spec: RankerSpec) -> bool:

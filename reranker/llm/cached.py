@@ -65,7 +65,7 @@ def _dec(d: dict[str, Any] | None) -> np.ndarray | None:
 
 def _adapter_fingerprint(config: LLMConfig) -> str:
     """SHA-256 of the LoRA adapter weights named by the config (field or `base+adapter` spec)."""
-    from .models import file_sha256, split_adapter
+    from .models import adapter_weights_sha, split_adapter
 
     folders = []
     if config.adapter:
@@ -77,11 +77,7 @@ def _adapter_fingerprint(config: LLMConfig) -> str:
             ad = None
         if ad:
             folders.append(Path(ad))
-    hashes = []
-    for f in folders:
-        for w in sorted(Path(f).expanduser().glob("adapter_model.*")):
-            hashes.append(file_sha256(w)[:16])
-    return ",".join(hashes)
+    return ",".join(h for h in (adapter_weights_sha(f) for f in folders) if h)
 
 
 def _score_entry(res: ScoreResult) -> dict[str, Any]:

@@ -205,6 +205,12 @@ def resolve_model(spec: str) -> ResolvedModel:
 
 
 # ------------------------------------------------------------------------------ hashing
+def adapter_weights_sha(folder: str | Path) -> str:
+    """SHA-256 prefixes (16 hex digits each, comma-joined) of the weight files of a LoRA adapter
+    folder; "" when it holds none."""
+    return ",".join(file_sha256(w)[:16] for w in sorted(Path(folder).expanduser().glob("adapter_model.*")))
+
+
 def file_sha256(path: str | Path, *, chunk: int = 1 << 22) -> str:
     """SHA-256 of a file, memoised in `<cache>/hashes.json` keyed by path, size and mtime."""
     p = Path(path).resolve()
